@@ -1,0 +1,261 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { isVmsimError } from '@vmsim/shared';
+import {
+  UsageError,
+  VM_HEADERS,
+  down,
+  events,
+  load,
+  parseDefinition,
+  up,
+  vmDetails,
+  vmRow,
+  waitForState,
+  withApi,
+} from './commands.ts';
+import { vmsimHome } from './context.ts';
+import { parseDuration, table } from './format.ts';
+
+const HELP = `vmsim — a simulated virtualized server host
+
+Usage:
+  vmsim up [--profile small|large] [--scheduler fair|fifo] [--hypervisor type1|type2]
+           [--time-scale N] [--overcommit R] [--ns NS] [--host ID]
+                         start nats-server (unless NATS_URL is set), host-agent and hypervisor
+  vmsim down             stop the stack (guests are powered off first)
+  vmsim status           the host and its VMs
+  vmsim vm define <name> [--app web] [--os linux|windows|bsd] [--vcpus N] [--memory MiB]
+                         [--disk GiB] [--shares N]
+  vmsim vm start <name> [--no-wait]
+  vmsim vm shutdown <name> [--timeout ms]     graceful (ACPI) shutdown
+  vmsim vm destroy <name>                     forced power-off
+  vmsim vm pause|resume|undefine <name>
+  vmsim vm list [--json]
+  vmsim vm info <name> [--json]
+  vmsim load <vm>[,<vm>...] [--rate N/s] [--duration 10s] [--arrival poisson|constant]
+                         [--post 0.1] [--seed S] [--timeout 5s] [--json]
+                         open-model client load through the host's virtual switch
+  vmsim events           follow VM state changes
+
+Durations and latencies are simulated time (wall = simulated × time scale).
+The stack's context (bus URL, namespace) is kept in $VMSIM_HOME/context.json (default ~/.vmsim).
+Exit codes: 0 ok, 1 failure, 2 bad input.`;
+
+function num(v: string | undefined, name: string, fallback: number): number {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new UsageError(`--${name}: "${v}" is not a number`);
+  return n;
+}
+
+function oneOf<T extends string>(v: string | undefined, name: string, allowed: readonly T[], fallback: T): T {
+  if (v === undefined) return fallback;
+  if (!(allowed as readonly string[]).includes(v))
+    throw new UsageError(`--${name}: "${v}" is not one of ${allowed.join(', ')}`);
+  return v as T;
+}
+
+function duration(v: string | undefined, name: string, fallback: number): number {
+  if (v === undefined) return fallback;
+  try {
+    return parseDuration(v, `--${name}`);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+const out = (line: string): void => void process.stdout.write(`${line}\n`);
+
+export async function run(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        help: { type: 'boolean', short: 'h' },
+        json: { type: 'boolean' },
+        profile: { type: 'string' },
+        scheduler: { type: 'string' },
+        hypervisor: { type: 'string' },
+        'time-scale': { type: 'string' },
+        overcommit: { type: 'string' },
+        ns: { type: 'string' },
+        host: { type: 'string' },
+        app: { type: 'string' },
+        os: { type: 'string' },
+        vcpus: { type: 'string' },
+        memory: { type: 'string' },
+        disk: { type: 'string' },
+        shares: { type: 'string' },
+        'no-wait': { type: 'boolean' },
+        timeout: { type: 'string' },
+        rate: { type: 'string' },
+        duration: { type: 'string' },
+        arrival: { type: 'string' },
+        post: { type: 'string' },
+        seed: { type: 'string' },
+      },
+    });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const {
+    values: v,
+    positionals: [cmd, sub, arg],
+  } = parsed;
+  const home = vmsimHome();
+  if (v.help || !cmd) {
+    out(HELP);
+    return cmd || v.help ? 0 : 2;
+  }
+  switch (cmd) {
+    case 'up':
+      await up(
+        {
+          home,
+          natsUrl: process.env['NATS_URL'],
+          ns: v.ns ?? 'vmsim',
+          host: v.host ?? 'host1',
+          profile: v.profile ?? 'small',
+          scheduler: oneOf(v.scheduler, 'scheduler', ['fair', 'fifo'] as const, 'fair'),
+          hypervisorType: oneOf(v.hypervisor, 'hypervisor', ['type1', 'type2'] as const, 'type1'),
+          timeScale: num(v['time-scale'], 'time-scale', 10),
+          overcommit: num(v.overcommit, 'overcommit', 1),
+        },
+        out,
+      );
+      return 0;
+    case 'down':
+      await down(home, out);
+      return 0;
+    case 'status':
+      return withApi(home, async (api, _nc, ctx) => {
+        const h = await api.call('ping', {});
+        const { vms } = await api.call('list', {});
+        if (v.json) out(JSON.stringify({ host: h, vms }, null, 2));
+        else {
+          out(
+            `host ${h.host}: ${h.hypervisor}, scheduler ${h.scheduler}, ${h.cpu.cores} cores @ ${h.cpu.mhz} MHz, ` +
+              `memory ${h.memory.committedMiB}/${h.memory.totalMiB} MiB committed (overcommit ${h.overcommit}), time scale ${h.timeScale}, profile ${h.hostAgent.profile}`,
+          );
+          out(`bus ${ctx.natsUrl} namespace ${ctx.ns}`);
+          out(table(VM_HEADERS, vms.map(vmRow)));
+        }
+        return 0;
+      });
+    case 'events': {
+      const ac = new AbortController();
+      process.once('SIGINT', () => ac.abort());
+      await events(home, out, ac.signal);
+      return 0;
+    }
+    case 'load': {
+      if (!sub) throw new UsageError('load needs the VM name(s), e.g. `vmsim load web1,web2`');
+      const s = (await load(
+        home,
+        {
+          vms: sub.split(',').filter(Boolean),
+          ratePerS: num(v.rate, 'rate', 20),
+          durationMs: duration(v.duration, 'duration', 10_000),
+          arrival: oneOf(v.arrival, 'arrival', ['poisson', 'constant'] as const, 'poisson'),
+          postFraction: num(v.post, 'post', 0.1),
+          seed: v.seed ?? '1',
+          timeoutMs: duration(v.timeout, 'timeout', 5_000),
+        },
+        out,
+        v.json ?? false,
+      )) as { totals: { errors: number; timeouts: number } };
+      return s.totals.errors + s.totals.timeouts > 0 ? 1 : 0;
+    }
+    case 'vm':
+      return vmCommand(home, sub, arg, v);
+    default:
+      throw new UsageError(`unknown command "${cmd}" (see vmsim --help)`);
+  }
+}
+
+async function vmCommand(
+  home: string,
+  sub: string | undefined,
+  name: string | undefined,
+  v: Record<string, string | boolean | undefined>,
+): Promise<number> {
+  const str = (k: string) => v[k] as string | undefined;
+  if (sub === 'list') {
+    return withApi(home, async (api) => {
+      const { vms } = await api.call('list', {});
+      out(v['json'] ? JSON.stringify(vms, null, 2) : table(VM_HEADERS, vms.map(vmRow)));
+      return 0;
+    });
+  }
+  const ops = ['define', 'start', 'shutdown', 'destroy', 'pause', 'resume', 'undefine', 'info'];
+  if (!sub || !ops.includes(sub)) throw new UsageError(`vm needs one of: ${[...ops, 'list'].join(', ')}`);
+  if (!name) throw new UsageError(`vm ${sub} needs a VM name`);
+  if (sub === 'define') {
+    const def = parseDefinition({
+      name,
+      ...(str('app') ? { app: str('app') } : {}),
+      ...(str('os') ? { os: str('os') } : {}),
+      ...(str('vcpus') ? { vcpus: num(str('vcpus'), 'vcpus', 1) } : {}),
+      ...(str('memory') ? { memoryMiB: num(str('memory'), 'memory', 1024) } : {}),
+      ...(str('disk') ? { diskGiB: num(str('disk'), 'disk', 4) } : {}),
+      ...(str('shares') ? { shares: num(str('shares'), 'shares', 100) } : {}),
+    });
+    return withApi(home, async (api) => {
+      const info = await api.call('define', def);
+      out(
+        `defined ${info.name}: ${info.definition.os}/${info.definition.app}, ${info.definition.vcpus} vCPU, ${info.definition.memoryMiB} MiB, ${info.definition.diskGiB} GiB`,
+      );
+      return 0;
+    });
+  }
+  return withApi(home, async (api) => {
+    switch (sub) {
+      case 'start': {
+        let info = await api.call('start', { name });
+        out(`${name}: ${info.state} (pid ${info.pid})`);
+        if (!v['no-wait']) {
+          info = await waitForState(api, name, ['running', 'crashed', 'failed', 'stopped'], 300_000);
+          out(`${name}: ${info.state} — ${info.reason}`);
+          return info.state === 'running' ? 0 : 1;
+        }
+        return 0;
+      }
+      case 'shutdown': {
+        const t = str('timeout');
+        const info = await api.call('shutdown', { name, ...(t ? { timeoutMs: duration(t, 'timeout', 15_000) } : {}) });
+        out(`${name}: ${info.state}`);
+        const done = await waitForState(api, name, ['stopped', 'crashed'], 120_000);
+        out(`${name}: ${done.state} — ${done.reason}`);
+        return 0;
+      }
+      case 'info': {
+        const info = await api.call('info', { name });
+        out(v['json'] ? JSON.stringify(info, null, 2) : vmDetails(info));
+        return 0;
+      }
+      case 'undefine':
+        await api.call('undefine', { name });
+        out(`undefined ${name}`);
+        return 0;
+      default: {
+        const info = await api.call(sub as 'destroy' | 'pause' | 'resume', { name });
+        out(`${name}: ${info.state} — ${info.reason}`);
+        return 0;
+      }
+    }
+  });
+}
+
+run(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    const usage = e instanceof UsageError;
+    const msg = isVmsimError(e) ? `${e.message} [${e.code}]` : (e as Error).message;
+    process.stderr.write(`vmsim: ${msg}\n`);
+    process.exit(usage ? 2 : 1);
+  },
+);

@@ -1,0 +1,130 @@
+import { connect } from '@nats-io/transport-node';
+import type { Msg, NatsConnection, Subscription } from '@nats-io/nats-core';
+import type { z } from 'zod';
+import { decode, encode, decodeRaw, validate } from './codec.ts';
+import { ErrorCode, VmsimError, toVmsimError } from './errors.ts';
+import type { Logger } from './logger.ts';
+import { errorReply } from './protocol/reply.ts';
+
+export type { Msg, NatsConnection, Subscription };
+
+export interface BusOptions {
+  url: string;
+  name: string;
+  inboxPrefix?: string;
+  user?: string;
+  pass?: string;
+  token?: string;
+  logger: Logger;
+  /** Keep retrying the first connection too (for services that may start before NATS). */
+  waitOnFirstConnect?: boolean;
+}
+
+/** A connection that reconnects for ever and logs what happens to it. */
+export async function connectBus(opts: BusOptions): Promise<NatsConnection> {
+  const nc = await connect({
+    servers: opts.url,
+    name: opts.name,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+    waitOnFirstConnect: opts.waitOnFirstConnect ?? false,
+    ...(opts.inboxPrefix ? { inboxPrefix: opts.inboxPrefix } : {}),
+    ...(opts.user ? { user: opts.user, pass: opts.pass ?? '' } : {}),
+    ...(opts.token ? { token: opts.token } : {}),
+  });
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect' || s.type === 'reconnect' || s.type === 'error') {
+        opts.logger.warn({ bus: s.type }, `bus ${s.type}`);
+      }
+    }
+  })().catch(() => undefined);
+  return nc;
+}
+
+/**
+ * Serves request/reply on one subject: every request is decoded and validated on arrival;
+ * a bad one is answered with an error code, never thrown.
+ */
+export function serve<S extends z.ZodType, R>(
+  nc: NatsConnection,
+  subject: string,
+  schema: S,
+  handler: (req: z.output<S>, msg: Msg) => Promise<R> | R,
+  logger: Logger,
+  opts: { queue?: string; envelope?: boolean } = {},
+): Subscription {
+  const envelope = opts.envelope ?? true;
+  return nc.subscribe(subject, {
+    ...(opts.queue ? { queue: opts.queue } : {}),
+    callback: (err, msg) => {
+      if (err) {
+        logger.error({ err, subject }, 'subscription error');
+        return;
+      }
+      void (async () => {
+        let reply: unknown;
+        try {
+          const req = decode(msg.data, schema, `request on ${subject}`);
+          const result = await handler(req, msg);
+          reply = envelope ? { ok: true, result } : result;
+        } catch (e) {
+          const ve = toVmsimError(e);
+          if (ve.code === ErrorCode.INTERNAL) logger.error({ err: e, subject }, 'handler failed');
+          else logger.debug({ code: ve.code, msg: ve.message, subject }, 'request refused');
+          reply = errorReply(ve.code, ve.message);
+        }
+        if (msg.reply) {
+          try {
+            msg.respond(encode(reply));
+          } catch (e) {
+            logger.warn({ err: e, subject }, 'could not respond');
+          }
+        }
+      })();
+    },
+  });
+}
+
+/** Calls a served subject; an error reply becomes a VmsimError with its code. */
+export async function call<T>(
+  nc: NatsConnection,
+  subject: string,
+  request: unknown,
+  resultSchema: z.ZodType<T>,
+  timeoutMs = 5000,
+): Promise<T> {
+  let msg: Msg;
+  try {
+    msg = await nc.request(subject, encode(request), { timeout: timeoutMs });
+  } catch (e) {
+    const m = (e as Error).message;
+    if (/no responders/i.test(m) || (e as { code?: string }).code === '503') {
+      throw new VmsimError(ErrorCode.HOST_UNAVAILABLE, `nobody serves ${subject}`);
+    }
+    if (/timeout/i.test(m)) throw new VmsimError(ErrorCode.TIMEOUT, `no reply on ${subject} within ${timeoutMs} ms`);
+    throw toVmsimError(e);
+  }
+  const raw = decodeRaw(msg.data) as { ok?: unknown; code?: unknown; message?: unknown; result?: unknown };
+  if (raw && raw.ok === false) {
+    const code = typeof raw.code === 'string' ? raw.code : ErrorCode.INTERNAL;
+    throw new VmsimError(code as ErrorCode, String(raw.message ?? 'error'));
+  }
+  return validate(raw.result, resultSchema, `reply from ${subject}`);
+}
+
+/** Resolves when pred() holds, polling; rejects with a message after timeoutMs. */
+export async function waitFor(
+  pred: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+  everyMs = 20,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await pred()) return;
+    if (Date.now() > deadline)
+      throw new VmsimError(ErrorCode.TIMEOUT, `timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}

@@ -1,0 +1,143 @@
+import { z } from 'zod';
+import type { Namespace } from '../subjects.ts';
+import { token } from '../subjects.ts';
+
+/**
+ * The host-agent's hardware operations. The hypervisor dispatches an operation with the
+ * subject its completion must go to (`replyTo`), so the device answers the guest directly
+ * and only tells the hypervisor, on `done`, that it is free again.
+ */
+const ticket = z.number().int().min(0);
+const common = {
+  /** The hypervisor's dispatch ticket, echoed on done. */
+  t: ticket,
+  vm: z.string().max(64),
+  /** Where the completion goes (a guest's inbox, or a client's reply subject). */
+  replyTo: z.string().min(1).max(512),
+  /** Simulated ms the request waited in the hypervisor before dispatch, echoed to the guest. */
+  waitMs: z.number().min(0),
+};
+
+export const HwCpuOp = z.object({ ...common, cycles: z.number().int().min(0).max(1e12) });
+export type HwCpuOp = z.infer<typeof HwCpuOp>;
+
+export const HwDiskOp = z.discriminatedUnion('op', [
+  z.object({ ...common, op: z.literal('read'), offset: z.number().int().min(0), length: z.number().int().min(1) }),
+  z.object({ ...common, op: z.literal('write'), offset: z.number().int().min(0), data: z.instanceof(Uint8Array) }),
+  z.object({ ...common, op: z.literal('flush') }),
+]);
+export type HwDiskOp = z.infer<typeof HwDiskOp>;
+
+/** A frame crossing the physical NIC: `frame` is published verbatim to `replyTo` on arrival. */
+export const HwNicOp = z.object({
+  ...common,
+  /** Declared bytes on the wire. */
+  bytes: z.number().int().min(0),
+  frame: z.instanceof(Uint8Array),
+});
+export type HwNicOp = z.infer<typeof HwNicOp>;
+
+export const NicDirection = ['rx', 'tx'] as const;
+export type NicDirection = (typeof NicDirection)[number];
+
+export const HwDone = z.object({
+  t: ticket,
+  device: z.string().max(64),
+  ok: z.boolean(),
+  serviceMs: z.number().min(0),
+});
+export type HwDone = z.infer<typeof HwDone>;
+
+export const CpuSpec = z.object({
+  model: z.string(),
+  sockets: z.number().int().min(1),
+  coresPerSocket: z.number().int().min(1),
+  mhz: z.number().positive(),
+});
+export const DiskSpec = z.object({
+  id: z.string(),
+  model: z.string(),
+  kind: z.enum(['ssd', 'nvme', 'hdd']),
+  capacityGiB: z.number().positive(),
+  /** Random 4 KiB operations per second the drive sustains. */
+  iops: z.number().positive(),
+  bandwidthMBps: z.number().positive(),
+  /** Access latency of one operation at queue depth 1, ms. */
+  latencyMs: z.number().min(0),
+  queueDepth: z.number().int().min(1),
+  writeCacheMiB: z.number().min(0),
+});
+export type DiskSpec = z.infer<typeof DiskSpec>;
+export const NicSpec = z.object({
+  id: z.string(),
+  model: z.string(),
+  gbps: z.number().positive(),
+  latencyMs: z.number().min(0),
+  /** Descriptors per direction the NIC accepts at once. */
+  ring: z.number().int().min(1),
+});
+export type NicSpec = z.infer<typeof NicSpec>;
+
+export const HardwareProfile = z.object({
+  name: z.string(),
+  description: z.string(),
+  source: z.string(),
+  cpu: CpuSpec,
+  memoryGiB: z.number().positive(),
+  disks: z.array(DiskSpec).min(1),
+  nics: z.array(NicSpec).min(1),
+});
+export type HardwareProfile = z.infer<typeof HardwareProfile>;
+
+export const Inventory = z.object({
+  host: z.string(),
+  profile: HardwareProfile,
+  timeScale: z.number().positive(),
+  bootId: z.string(),
+});
+export type Inventory = z.infer<typeof Inventory>;
+
+export const DeviceUtil = z.object({
+  device: z.string(),
+  inFlight: z.number().int().min(0),
+  capacity: z.number().int().min(1),
+  /** Busy fraction since the previous utilization query (or since start). */
+  utilization: z.number().min(0),
+  ops: z.number().int().min(0),
+  bytes: z.number().min(0),
+});
+export type DeviceUtil = z.infer<typeof DeviceUtil>;
+export const Utilization = z.object({
+  host: z.string(),
+  simNowMs: z.number(),
+  devices: z.array(DeviceUtil),
+  memory: z.object({ totalMiB: z.number(), allocatedMiB: z.number() }),
+  disks: z.array(z.object({ id: z.string(), dirtyBytes: z.number(), allocatedBytes: z.number() })),
+  lagMs: z.number(),
+});
+export type Utilization = z.infer<typeof Utilization>;
+
+export const MemAllocRequest = z.object({ owner: z.string().max(64), mib: z.number().int().min(1) });
+export const MemFreeRequest = z.object({ owner: z.string().max(64) });
+export const MemReply = z.object({ totalMiB: z.number(), allocatedMiB: z.number() });
+
+/** Announced when a host-agent starts, so a hypervisor can forget work dispatched to a previous one. */
+export const HostHello = z.object({ host: z.string(), bootId: z.string() });
+
+function hw(ns: Namespace, hostId: string): string {
+  return `${ns}.hw.${token(hostId, 'host id')}`;
+}
+export const hardwareSubjects = {
+  cpu: (ns: Namespace, host: string) => `${hw(ns, host)}.cpu`,
+  disk: (ns: Namespace, host: string, diskId: string) => `${hw(ns, host)}.disk.${token(diskId, 'disk id')}`,
+  anyDisk: (ns: Namespace, host: string) => `${hw(ns, host)}.disk.*`,
+  nic: (ns: Namespace, host: string, nicId: string, dir: NicDirection) =>
+    `${hw(ns, host)}.nic.${token(nicId, 'nic id')}.${dir}`,
+  anyNic: (ns: Namespace, host: string) => `${hw(ns, host)}.nic.*.*`,
+  done: (ns: Namespace, host: string) => `${hw(ns, host)}.done`,
+  inventory: (ns: Namespace, host: string) => `${hw(ns, host)}.inventory`,
+  utilization: (ns: Namespace, host: string) => `${hw(ns, host)}.util`,
+  memAlloc: (ns: Namespace, host: string) => `${hw(ns, host)}.mem.alloc`,
+  memFree: (ns: Namespace, host: string) => `${hw(ns, host)}.mem.free`,
+  hello: (ns: Namespace, host: string) => `${hw(ns, host)}.hello`,
+};

@@ -1,0 +1,22 @@
+import { z } from 'zod';
+import type { Namespace } from '../subjects.ts';
+import { anyVm, vmPrefix } from './vm.ts';
+
+/** A guest's periodic sign of life, with the figures the hypervisor watches. */
+export const Heartbeat = z.object({
+  seq: z.number().int().min(0),
+  pid: z.number().int().min(0),
+  uptimeMs: z.number().min(0),
+  /** The guest process's own event-loop lag, wall ms (p99 over the last interval). */
+  lagMs: z.number().min(0),
+  served: z.number().int().min(0),
+  inFlight: z.number().int().min(0),
+});
+export type Heartbeat = z.infer<typeof Heartbeat>;
+
+export function heartbeatSubject(ns: Namespace, vmId: string): string {
+  return `${vmPrefix(ns, vmId)}.hb`;
+}
+export function anyHeartbeatSubject(ns: Namespace): string {
+  return anyVm(ns, 'hb');
+}

@@ -1,0 +1,133 @@
+import { z } from 'zod';
+import type { Namespace } from '../subjects.ts';
+import { token } from '../subjects.ts';
+import { VM_STATES } from './lifecycle-states.ts';
+import { ErrorReply } from './reply.ts';
+
+/** The hypervisor's management API (what virsh talks to), one subject per operation. */
+export const APPS = ['web'] as const;
+export const GUEST_OSES = ['linux', 'windows', 'bsd'] as const;
+
+export const VmName = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "a VM name is 1-64 letters, digits, '-' or '_'");
+
+export const VmDefinition = z.object({
+  name: VmName,
+  app: z.enum(APPS).default('web'),
+  os: z.enum(GUEST_OSES).default('linux'),
+  vcpus: z.number().int().min(1).max(64).default(1),
+  memoryMiB: z
+    .number()
+    .int()
+    .min(64)
+    .max(1024 * 1024)
+    .default(1024),
+  /** The guest lays out its OS and data across the first 128 MiB, so that is the smallest disk. */
+  diskGiB: z
+    .number()
+    .min(0.125)
+    .max(16 * 1024)
+    .default(4),
+  /** Relative weight under the `fair` policy (cgroup cpu.weight's scale: default 100). */
+  shares: z.number().int().min(1).max(10000).default(100),
+});
+export type VmDefinition = z.infer<typeof VmDefinition>;
+export type VmDefinitionInput = z.input<typeof VmDefinition>;
+
+export const Extent = z.object({
+  /** Offset in the virtual disk. */
+  vOffset: z.number().int().min(0),
+  disk: z.string(),
+  /** Offset on the physical disk. */
+  pOffset: z.number().int().min(0),
+  length: z.number().int().min(1),
+});
+export type Extent = z.infer<typeof Extent>;
+
+export const OpStats = z.object({
+  count: z.number().int(),
+  errors: z.number().int(),
+  /** Simulated ms spent waiting in the hypervisor's queues, summed. */
+  waitMs: z.number(),
+  bytes: z.number(),
+});
+
+export const VmInfo = z.object({
+  name: z.string(),
+  uuid: z.string(),
+  definition: VmDefinition,
+  state: z.enum(VM_STATES),
+  reason: z.string(),
+  pid: z.number().int().nullable(),
+  restarts: z.number().int(),
+  definedAt: z.number(),
+  startedAt: z.number().nullable(),
+  bootMs: z.number().nullable(),
+  lastHeartbeatAgoMs: z.number().nullable(),
+  guestLagMs: z.number().nullable(),
+  disks: z.array(z.object({ index: z.number().int(), sizeBytes: z.number().int(), extents: z.array(Extent) })),
+  hypercalls: z.object({ total: z.number().int(), rejected: z.number().int(), byOp: z.record(z.string(), OpStats) }),
+  net: z.object({
+    requests: z.number().int(),
+    replies: z.number().int(),
+    dropped: z.number().int(),
+    rxBytes: z.number(),
+    txBytes: z.number(),
+    /** Simulated ms this VM's frames waited for the host NIC behind other VMs' frames. */
+    waitMs: z.number(),
+  }),
+});
+export type VmInfo = z.infer<typeof VmInfo>;
+
+export const HostInfo = z.object({
+  host: z.string(),
+  hypervisor: z.enum(['type1', 'type2']),
+  scheduler: z.enum(['fifo', 'fair']),
+  timeScale: z.number(),
+  overcommit: z.number(),
+  memory: z.object({ totalMiB: z.number(), committedMiB: z.number(), reservedMiB: z.number() }),
+  cpu: z.object({ cores: z.number().int(), mhz: z.number() }),
+  vms: z.number().int(),
+  lagMs: z.number(),
+  hostAgent: z.object({ bootId: z.string(), profile: z.string() }),
+});
+export type HostInfo = z.infer<typeof HostInfo>;
+
+const byName = z.object({ name: VmName });
+export const MgmtRequests = {
+  ping: z.object({}),
+  define: VmDefinition,
+  undefine: byName,
+  start: byName,
+  shutdown: byName.extend({ timeoutMs: z.number().int().min(0).max(600_000).optional() }),
+  destroy: byName,
+  pause: byName,
+  resume: byName,
+  list: z.object({}),
+  info: byName,
+} as const;
+export type MgmtOp = keyof typeof MgmtRequests;
+export const MGMT_OPS = Object.keys(MgmtRequests) as MgmtOp[];
+
+export const MgmtResults = {
+  ping: HostInfo,
+  define: VmInfo,
+  undefine: z.object({ name: z.string() }),
+  start: VmInfo,
+  shutdown: VmInfo,
+  destroy: VmInfo,
+  pause: VmInfo,
+  resume: VmInfo,
+  list: z.object({ vms: z.array(VmInfo) }),
+  info: VmInfo,
+} as const satisfies Record<MgmtOp, z.ZodType>;
+
+export type MgmtRequest<Op extends MgmtOp> = z.input<(typeof MgmtRequests)[Op]>;
+export type MgmtResult<Op extends MgmtOp> = z.infer<(typeof MgmtResults)[Op]>;
+
+export function mgmtReplySchema<Op extends MgmtOp>(op: Op) {
+  return z.discriminatedUnion('ok', [z.object({ ok: z.literal(true), result: MgmtResults[op] }), ErrorReply]);
+}
+
+export function mgmtSubject(ns: Namespace, hostId: string, op: MgmtOp): string {
+  return `${ns}.mgmt.${token(hostId, 'host id')}.${op}`;
+}

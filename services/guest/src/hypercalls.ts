@@ -1,0 +1,81 @@
+import type { NatsConnection } from '@vmsim/shared';
+import { ErrorCode, HypercallReply, MAX_IO_BYTES, VmsimError, decode, encode, type Hypercall } from '@vmsim/shared';
+
+/** What the guest's software sees of its virtual machine: every call is a hypercall. */
+export interface Machine {
+  cpu(cycles: number): Promise<void>;
+  read(disk: number, offset: number, length: number): Promise<Uint8Array>;
+  write(disk: number, offset: number, data: Uint8Array): Promise<void>;
+  flush(disk: number): Promise<void>;
+}
+
+/**
+ * Hypercalls over the bus. nats.js multiplexes every request on one inbox subscription
+ * under this guest's own inbox prefix, and the device answers that inbox directly.
+ */
+export class HypercallClient implements Machine {
+  private readonly nc: NatsConnection;
+  private readonly subject: string;
+  private readonly timeoutMs: number;
+  calls = 0;
+  errors = 0;
+  /** Simulated ms this guest's requests waited behind others in the hypervisor. */
+  waitMs = 0;
+
+  constructor(nc: NatsConnection, subject: string, timeoutMs: number) {
+    this.nc = nc;
+    this.subject = subject;
+    this.timeoutMs = timeoutMs;
+  }
+
+  async call(hc: Hypercall): Promise<Uint8Array | undefined> {
+    this.calls++;
+    let bytes: Uint8Array;
+    try {
+      bytes = (await this.nc.request(this.subject, encode(hc), { timeout: this.timeoutMs })).data;
+    } catch (e) {
+      this.errors++;
+      throw new VmsimError(ErrorCode.TIMEOUT, `hypercall ${hc.op} got no answer: ${(e as Error).message}`);
+    }
+    const r = decode(bytes, HypercallReply, 'hypercall reply');
+    if (!r.ok) {
+      this.errors++;
+      throw new VmsimError(r.code as ErrorCode, r.message);
+    }
+    this.waitMs += r.waitMs;
+    return r.data;
+  }
+
+  async cpu(cycles: number): Promise<void> {
+    await this.call({ op: 'cpu', cycles: Math.round(cycles) });
+  }
+
+  async read(disk: number, offset: number, length: number): Promise<Uint8Array> {
+    if (length <= MAX_IO_BYTES)
+      return (await this.call({ op: 'disk.read', disk, offset, length })) ?? new Uint8Array(0);
+    const out = new Uint8Array(length);
+    for (let done = 0; done < length; done += MAX_IO_BYTES) {
+      const n = Math.min(MAX_IO_BYTES, length - done);
+      out.set(
+        (await this.call({ op: 'disk.read', disk, offset: offset + done, length: n })) ?? new Uint8Array(n),
+        done,
+      );
+    }
+    return out;
+  }
+
+  async write(disk: number, offset: number, data: Uint8Array): Promise<void> {
+    for (let done = 0; done < data.length; done += MAX_IO_BYTES) {
+      await this.call({
+        op: 'disk.write',
+        disk,
+        offset: offset + done,
+        data: data.subarray(done, done + MAX_IO_BYTES),
+      });
+    }
+  }
+
+  async flush(disk: number): Promise<void> {
+    await this.call({ op: 'disk.flush', disk });
+  }
+}

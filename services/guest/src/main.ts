@@ -1,0 +1,82 @@
+import { z } from 'zod';
+import {
+  BaseEnv,
+  Lifecycle,
+  RealClock,
+  connectBus,
+  createLogger,
+  encode,
+  guestInboxPrefix,
+  guestStatusSubject,
+  hypercallSubject,
+  loadConfig,
+  namespace,
+  validate,
+  GUEST_OSES,
+} from '@vmsim/shared';
+import { Guest } from './guest.ts';
+import { HypercallClient } from './hypercalls.ts';
+import { OS_PROFILES } from './os-profiles.ts';
+
+const Spec = z.object({
+  app: z.literal('web'),
+  os: z.enum(GUEST_OSES),
+  vcpus: z.number().int().min(1),
+  memoryMiB: z.number().int().min(1),
+  disks: z.array(z.object({ index: z.number().int().min(0), sizeBytes: z.number().int().min(0) })).min(1),
+  heartbeatMs: z.number().int().min(10).default(1000),
+});
+
+const Env = BaseEnv.extend({
+  VMSIM_VM: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
+  VMSIM_GUEST_SPEC: z.string(),
+  VMSIM_HYPERCALL_TIMEOUT_MS: z.coerce.number().int().min(100).default(30_000),
+});
+
+/** A guest VM's process: config → logger → connect (confined to its own subjects) → boot. */
+async function main(): Promise<void> {
+  const cfg = loadConfig(Env);
+  const logger = createLogger({ svc: 'guest', host: cfg.VMSIM_HOST, vm: cfg.VMSIM_VM, level: cfg.LOG_LEVEL });
+  const spec = validate(JSON.parse(cfg.VMSIM_GUEST_SPEC), Spec, 'VMSIM_GUEST_SPEC');
+  const ns = namespace(cfg.VMSIM_NS);
+  const life = Lifecycle.create(logger, { stepTimeoutMs: 5_000 });
+  life.installSignalHandlers();
+  const nc = await connectBus({
+    url: cfg.NATS_URL,
+    name: `guest-${cfg.VMSIM_VM}`,
+    inboxPrefix: guestInboxPrefix(ns, cfg.VMSIM_VM),
+    logger,
+    user: cfg.NATS_USER,
+    pass: cfg.NATS_PASS,
+    token: cfg.NATS_TOKEN,
+  });
+  life.onStop('drain bus', () => nc.drain());
+  const machine = new HypercallClient(nc, hypercallSubject(ns, cfg.VMSIM_VM), cfg.VMSIM_HYPERCALL_TIMEOUT_MS);
+  const guest = Guest.create({
+    nc,
+    ns,
+    vm: cfg.VMSIM_VM,
+    spec,
+    os: OS_PROFILES[spec.os],
+    machine,
+    clock: new RealClock(cfg.VMSIM_TIME_SCALE),
+    logger,
+    onPowerOff: (reason) => void life.stop(`power off: ${reason}`).then(() => process.exit(0)),
+  });
+  life.onStop('stop guest', () => guest.stop());
+  try {
+    await guest.boot();
+  } catch (e) {
+    const reason = (e as Error).message;
+    logger.error({ reason }, 'boot failed');
+    nc.publish(guestStatusSubject(ns, cfg.VMSIM_VM), encode({ phase: 'failed', reason, pid: process.pid }));
+    await nc.flush().catch(() => undefined);
+    await life.stop(`boot failed: ${reason}`);
+    process.exit(1);
+  }
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`guest: ${(e as Error).message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,225 @@
+import type {
+  Clock,
+  Logger,
+  Msg,
+  NatsConnection,
+  Namespace,
+  Subscription,
+  HwDiskOp,
+  NicDirection,
+} from '@vmsim/shared';
+import {
+  ErrorCode,
+  HwCpuOp,
+  HwDiskOp as HwDiskOpSchema,
+  HwNicOp,
+  MemAllocRequest,
+  MemFreeRequest,
+  VmsimError,
+  decode,
+  decodeRaw,
+  encode,
+  errorReply,
+  hardwareSubjects,
+  serve,
+  toVmsimError,
+  LagMonitor,
+  EmptyRequest,
+} from '@vmsim/shared';
+import type { BlockStore } from './devices/block-store.ts';
+import type { Hardware } from './hardware.ts';
+
+export interface HostAgentDeps {
+  nc: NatsConnection;
+  ns: Namespace;
+  host: string;
+  hardware: Hardware;
+  stores: Map<string, BlockStore>;
+  clock: Clock;
+  logger: Logger;
+  bootId: string;
+  timeScale: number;
+}
+
+/**
+ * The NATS face of the hardware: it takes dispatched operations, runs them on the device
+ * models, answers the requester directly (`replyTo`) and tells the hypervisor on `done`.
+ */
+export class HostAgent {
+  private readonly d: HostAgentDeps;
+  private readonly subs: Subscription[] = [];
+  private readonly lag = new LagMonitor();
+  private readonly doneSubject: string;
+  rejected = 0;
+
+  private constructor(deps: HostAgentDeps) {
+    this.d = deps;
+    this.doneSubject = hardwareSubjects.done(deps.ns, deps.host);
+  }
+
+  static create(deps: HostAgentDeps): HostAgent {
+    return new HostAgent(deps);
+  }
+
+  async start(): Promise<void> {
+    const { nc, ns, host, logger } = this.d;
+    this.subs.push(nc.subscribe(hardwareSubjects.cpu(ns, host), { callback: (_e, m) => this.onCpu(m) }));
+    this.subs.push(nc.subscribe(hardwareSubjects.anyDisk(ns, host), { callback: (_e, m) => this.onDisk(m) }));
+    this.subs.push(nc.subscribe(hardwareSubjects.anyNic(ns, host), { callback: (_e, m) => this.onNic(m) }));
+    this.subs.push(serve(nc, hardwareSubjects.inventory(ns, host), EmptyRequest, () => this.inventory(), logger));
+    this.subs.push(serve(nc, hardwareSubjects.utilization(ns, host), EmptyRequest, () => this.utilization(), logger));
+    this.subs.push(
+      serve(
+        nc,
+        hardwareSubjects.memAlloc(ns, host),
+        MemAllocRequest,
+        (r) => {
+          this.d.hardware.ram.allocate(r.owner, r.mib);
+          logger.info(
+            { owner: r.owner, mib: r.mib, allocatedMiB: this.d.hardware.ram.allocatedMiB },
+            'memory allocated',
+          );
+          return this.memReply();
+        },
+        logger,
+      ),
+    );
+    this.subs.push(
+      serve(
+        nc,
+        hardwareSubjects.memFree(ns, host),
+        MemFreeRequest,
+        (r) => {
+          this.d.hardware.ram.free(r.owner);
+          logger.info({ owner: r.owner, allocatedMiB: this.d.hardware.ram.allocatedMiB }, 'memory freed');
+          return this.memReply();
+        },
+        logger,
+      ),
+    );
+    await nc.flush();
+    nc.publish(hardwareSubjects.hello(ns, host), encode({ host, bootId: this.d.bootId }));
+  }
+
+  async stop(): Promise<void> {
+    for (const s of this.subs.splice(0)) s.unsubscribe();
+    this.lag.stop();
+  }
+
+  private memReply() {
+    const ram = this.d.hardware.ram;
+    return { totalMiB: ram.totalMiB, allocatedMiB: ram.allocatedMiB };
+  }
+
+  inventory() {
+    return { host: this.d.host, profile: this.d.hardware.profile, timeScale: this.d.timeScale, bootId: this.d.bootId };
+  }
+
+  utilization() {
+    const hw = this.d.hardware;
+    return {
+      host: this.d.host,
+      simNowMs: this.d.clock.now(),
+      devices: hw.utilization(),
+      memory: { totalMiB: hw.ram.totalMiB, allocatedMiB: hw.ram.allocatedMiB },
+      disks: [...this.d.stores].map(([id, s]) => ({
+        id,
+        dirtyBytes: s.dirtyBytes,
+        allocatedBytes: s.allocatedBytes(),
+      })),
+      lagMs: this.lag.sample().p99Ms,
+    };
+  }
+
+  /** Refuses an operation: an error to whoever waits for it, and the slot back to the hypervisor. */
+  private refuse(msg: Msg, err: unknown, device: string): void {
+    const e = toVmsimError(err);
+    this.rejected++;
+    let raw: { t?: unknown; replyTo?: unknown } | undefined;
+    try {
+      raw = decodeRaw(msg.data) as typeof raw;
+    } catch {
+      raw = undefined;
+    }
+    this.d.logger.warn({ code: e.code, err: e.message, subject: msg.subject }, 'operation refused');
+    if (raw && typeof raw.replyTo === 'string' && raw.replyTo.length > 0) {
+      this.d.nc.publish(raw.replyTo, encode(errorReply(e.code, e.message)));
+    }
+    if (raw && typeof raw.t === 'number') {
+      this.d.nc.publish(this.doneSubject, encode({ t: raw.t, device, ok: false, serviceMs: 0 }));
+    }
+  }
+
+  private finish(t: number, device: string, replyTo: string, reply: unknown, serviceMs: number): void {
+    this.d.nc.publish(replyTo, encode(reply));
+    this.d.nc.publish(this.doneSubject, encode({ t, device, ok: true, serviceMs }));
+  }
+
+  private onCpu(msg: Msg): void {
+    try {
+      const op = decode(msg.data, HwCpuOp, 'cpu operation');
+      this.d.hardware.runCpu(op.cycles, (serviceMs) =>
+        this.finish(op.t, 'cpu', op.replyTo, { ok: true, waitMs: op.waitMs, serviceMs }, serviceMs),
+      );
+    } catch (e) {
+      this.refuse(msg, e, 'cpu');
+    }
+  }
+
+  private onDisk(msg: Msg): void {
+    const diskId = msg.subject.slice(msg.subject.lastIndexOf('.') + 1);
+    const device = `disk.${diskId}`;
+    try {
+      const op: HwDiskOp = decode(msg.data, HwDiskOpSchema, 'disk operation');
+      const store = this.d.stores.get(diskId);
+      if (!store) throw new VmsimError(ErrorCode.NO_SUCH_DEVICE, `no disk "${diskId}" on this host`);
+      // Bytes move at admission, in admission order; the reply waits for the modeled time.
+      let data: Buffer | undefined;
+      let durable: Promise<unknown> = Promise.resolve();
+      let bytes = 0;
+      if (op.op === 'read') {
+        data = store.read(op.offset, op.length);
+        bytes = op.length;
+      } else if (op.op === 'write') {
+        store.write(op.offset, op.data);
+        bytes = op.data.length;
+      } else {
+        durable = store.flush();
+      }
+      this.d.hardware.runDisk(diskId, op.op, bytes, (serviceMs) => {
+        durable.then(
+          () =>
+            this.finish(
+              op.t,
+              device,
+              op.replyTo,
+              { ok: true, waitMs: op.waitMs, serviceMs, ...(data ? { data } : {}) },
+              serviceMs,
+            ),
+          (err: unknown) =>
+            this.refuse(msg, new VmsimError(ErrorCode.IO, `flush failed: ${(err as Error).message}`), device),
+        );
+      });
+    } catch (e) {
+      this.refuse(msg, e, device);
+    }
+  }
+
+  private onNic(msg: Msg): void {
+    const parts = msg.subject.split('.');
+    const dir = parts[parts.length - 1] as NicDirection;
+    const nicId = parts[parts.length - 2] ?? '';
+    const device = `nic.${nicId}.${dir}`;
+    try {
+      if (dir !== 'rx' && dir !== 'tx') throw new VmsimError(ErrorCode.NO_SUCH_DEVICE, `no NIC direction "${dir}"`);
+      const op = decode(msg.data, HwNicOp, 'NIC operation');
+      this.d.hardware.runNic(nicId, dir, op.bytes, (serviceMs) => {
+        // The frame arrives where it was sent: a guest's vNIC or a client's reply subject.
+        this.d.nc.publish(op.replyTo, op.frame);
+        this.d.nc.publish(this.doneSubject, encode({ t: op.t, device, ok: true, serviceMs }));
+      });
+    } catch (e) {
+      this.refuse(msg, e, device);
+    }
+  }
+}

@@ -1,0 +1,134 @@
+import fs from 'node:fs';
+import { ErrorCode, VmsimError } from '@vmsim/shared';
+
+const BLOCK = 4096;
+
+export interface BlockStoreOptions {
+  /** Bytes the volatile write cache holds before writes go straight to the backing file. */
+  cacheBytes: number;
+  /** fdatasync on flush: protects against the real machine crashing, at real cost. */
+  fsync: boolean;
+}
+
+/**
+ * The real bytes of one physical disk: a sparse backing file plus a volatile write cache
+ * in this process. Written blocks reach the file only on flush (or when the cache must
+ * make room), so killing the host-agent loses unflushed writes as a power cut would.
+ */
+export class BlockStore {
+  readonly path: string;
+  readonly capacityBytes: number;
+  private fd: number;
+  private readonly cache = new Map<number, Buffer>();
+  private readonly opts: BlockStoreOptions;
+
+  private constructor(path: string, fd: number, capacityBytes: number, opts: BlockStoreOptions) {
+    this.path = path;
+    this.fd = fd;
+    this.capacityBytes = capacityBytes;
+    this.opts = opts;
+  }
+
+  static open(path: string, capacityBytes: number, opts: BlockStoreOptions): BlockStore {
+    const fd = fs.openSync(path, fs.existsSync(path) ? 'r+' : 'w+');
+    const size = fs.fstatSync(fd).size;
+    // Sparse: the file claims the whole capacity but holds only what was written.
+    if (size < capacityBytes) fs.ftruncateSync(fd, capacityBytes);
+    return new BlockStore(path, fd, capacityBytes, opts);
+  }
+
+  get dirtyBytes(): number {
+    return this.cache.size * BLOCK;
+  }
+
+  /** Bytes the backing file really occupies on the machine's disk. */
+  allocatedBytes(): number {
+    return fs.fstatSync(this.fd).blocks * 512;
+  }
+
+  private check(offset: number, length: number): void {
+    if (offset < 0 || length < 0 || offset + length > this.capacityBytes) {
+      throw new VmsimError(
+        ErrorCode.OUT_OF_RANGE,
+        `bytes ${offset}..${offset + length} are outside the disk (capacity ${this.capacityBytes})`,
+      );
+    }
+  }
+
+  private readBlock(index: number): Buffer {
+    const cached = this.cache.get(index);
+    if (cached) return cached;
+    const buf = Buffer.alloc(BLOCK);
+    fs.readSync(this.fd, buf, 0, BLOCK, index * BLOCK);
+    return buf;
+  }
+
+  read(offset: number, length: number): Buffer {
+    this.check(offset, length);
+    const out = Buffer.allocUnsafe(length);
+    let done = 0;
+    while (done < length) {
+      const pos = offset + done;
+      const index = Math.floor(pos / BLOCK);
+      const within = pos - index * BLOCK;
+      const n = Math.min(BLOCK - within, length - done);
+      const cached = this.cache.get(index);
+      if (cached) cached.copy(out, done, within, within + n);
+      else {
+        // Uncached runs are read straight from the file, as one call.
+        let run = n;
+        let next = index + 1;
+        while (done + run < length && !this.cache.has(next)) {
+          run += Math.min(BLOCK, length - done - run);
+          next++;
+        }
+        fs.readSync(this.fd, out, done, run, pos);
+        done += run;
+        continue;
+      }
+      done += n;
+    }
+    return out;
+  }
+
+  write(offset: number, data: Uint8Array): void {
+    this.check(offset, data.length);
+    let done = 0;
+    while (done < data.length) {
+      const pos = offset + done;
+      const index = Math.floor(pos / BLOCK);
+      const within = pos - index * BLOCK;
+      const n = Math.min(BLOCK - within, data.length - done);
+      const block = n === BLOCK ? Buffer.allocUnsafe(BLOCK) : Buffer.from(this.readBlock(index));
+      block.set(data.subarray(done, done + n), within);
+      if (this.cache.size * BLOCK >= this.opts.cacheBytes && !this.cache.has(index)) {
+        // Cache full: write through, like a drive whose cache is saturated.
+        fs.writeSync(this.fd, block, 0, BLOCK, index * BLOCK);
+      } else {
+        this.cache.delete(index);
+        this.cache.set(index, block);
+      }
+      done += n;
+    }
+  }
+
+  /** Makes every cached block durable; returns the bytes destaged. */
+  async flush(): Promise<number> {
+    const blocks = [...this.cache.entries()].sort((a, b) => a[0] - b[0]);
+    for (const [index, block] of blocks) fs.writeSync(this.fd, block, 0, BLOCK, index * BLOCK);
+    for (const [index, block] of blocks) if (this.cache.get(index) === block) this.cache.delete(index);
+    if (this.opts.fsync) await new Promise<void>((res, rej) => fs.fdatasync(this.fd, (e) => (e ? rej(e) : res())));
+    return blocks.length * BLOCK;
+  }
+
+  /** A power cut: the volatile cache is gone. */
+  dropCache(): void {
+    this.cache.clear();
+  }
+
+  close(): void {
+    if (this.fd < 0) return;
+    fs.closeSync(this.fd);
+    this.fd = -1;
+  }
+}

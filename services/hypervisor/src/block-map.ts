@@ -1,0 +1,115 @@
+import type { Extent } from '@vmsim/shared';
+import { ErrorCode, VmsimError } from '@vmsim/shared';
+
+export interface PhysicalDisk {
+  id: string;
+  capacityBytes: number;
+}
+
+/** Extents are aligned to 1 MiB, as partitioning tools align them. */
+const ALIGN = 1024 * 1024;
+
+/**
+ * Hands out contiguous extents of the host's physical disks (first fit). Storage work
+ * (thin disks, snapshots) changes what a block map holds, not how guests address it.
+ */
+export class ExtentAllocator {
+  private readonly disks: PhysicalDisk[];
+  private readonly used = new Map<string, Extent[]>();
+
+  constructor(disks: PhysicalDisk[]) {
+    this.disks = disks;
+    for (const d of disks) this.used.set(d.id, []);
+  }
+
+  /** Marks extents as used (VMs loaded from disk at start-up). */
+  claim(extents: readonly Extent[]): void {
+    for (const e of extents) {
+      const list = this.used.get(e.disk);
+      if (!list) throw new VmsimError(ErrorCode.NO_SUCH_DEVICE, `extent on unknown disk ${e.disk}`);
+      list.push(e);
+      list.sort((a, b) => a.pOffset - b.pOffset);
+    }
+  }
+
+  release(extents: readonly Extent[]): void {
+    for (const e of extents) {
+      const list = this.used.get(e.disk);
+      if (!list) continue;
+      const i = list.findIndex((x) => x.pOffset === e.pOffset && x.length === e.length);
+      if (i >= 0) list.splice(i, 1);
+    }
+  }
+
+  freeBytes(diskId: string): number {
+    const d = this.disks.find((x) => x.id === diskId);
+    if (!d) return 0;
+    return d.capacityBytes - (this.used.get(diskId) ?? []).reduce((s, e) => s + e.length, 0);
+  }
+
+  /** One contiguous extent of `length` bytes on the first disk that has room. */
+  allocate(length: number, preferDisk?: string): Extent {
+    const want = Math.ceil(length / ALIGN) * ALIGN;
+    const order = preferDisk ? [...this.disks].sort((a) => (a.id === preferDisk ? -1 : 1)) : this.disks;
+    for (const d of order) {
+      const list = this.used.get(d.id)!;
+      let cursor = 0;
+      for (const e of list) {
+        if (e.pOffset - cursor >= want) break;
+        cursor = Math.max(cursor, Math.ceil((e.pOffset + e.length) / ALIGN) * ALIGN);
+      }
+      if (d.capacityBytes - cursor >= want) {
+        const ext: Extent = { vOffset: 0, disk: d.id, pOffset: cursor, length: want };
+        list.push(ext);
+        list.sort((a, b) => a.pOffset - b.pOffset);
+        return ext;
+      }
+    }
+    const free = this.disks.map((d) => `${d.id} ${(this.freeBytes(d.id) / 2 ** 30).toFixed(1)} GiB free`).join(', ');
+    throw new VmsimError(
+      ErrorCode.NO_SPACE,
+      `no physical disk has ${(want / 2 ** 30).toFixed(2)} GiB contiguous (${free})`,
+    );
+  }
+}
+
+export interface Segment {
+  disk: string;
+  pOffset: number;
+  length: number;
+}
+
+/** A virtual disk's map from its byte addresses to physical extents. */
+export class BlockMap {
+  readonly sizeBytes: number;
+  readonly extents: readonly Extent[];
+
+  constructor(sizeBytes: number, extents: readonly Extent[]) {
+    const covered = extents.reduce((s, e) => s + e.length, 0);
+    if (covered < sizeBytes) throw new RangeError(`extents cover ${covered} of ${sizeBytes} bytes`);
+    this.sizeBytes = sizeBytes;
+    this.extents = [...extents].sort((a, b) => a.vOffset - b.vOffset);
+  }
+
+  /** The physical pieces of a virtual range, in order. */
+  translate(offset: number, length: number): Segment[] {
+    if (offset < 0 || length < 1 || offset + length > this.sizeBytes) {
+      throw new VmsimError(
+        ErrorCode.OUT_OF_RANGE,
+        `virtual disk access ${offset}..${offset + length} is outside its ${this.sizeBytes} bytes`,
+      );
+    }
+    const out: Segment[] = [];
+    let pos = offset;
+    const end = offset + length;
+    for (const e of this.extents) {
+      if (pos >= end) break;
+      const eEnd = e.vOffset + e.length;
+      if (pos >= eEnd || pos < e.vOffset) continue;
+      const n = Math.min(end, eEnd) - pos;
+      out.push({ disk: e.disk, pOffset: e.pOffset + (pos - e.vOffset), length: n });
+      pos += n;
+    }
+    return out;
+  }
+}

@@ -1,0 +1,163 @@
+import type { Clock, HardwareProfile, Logger, NatsConnection, Namespace, NicDirection } from '@vmsim/shared';
+import { ErrorCode, VmsimError, encode, hardwareSubjects } from '@vmsim/shared';
+import { ResourceScheduler, type Job, type Policy } from './scheduler.ts';
+
+/** One operation waiting for a device: where it goes and what it carries. */
+export interface DeviceRequest {
+  subject: string;
+  /** The operation's fields; the ticket and queue wait are added at dispatch. */
+  body: Record<string, unknown>;
+  /** Which hypercall or traffic kind this is, for per-VM figures. */
+  kind: string;
+}
+
+interface InFlight {
+  sched: ResourceScheduler<DeviceRequest>;
+  vm: string;
+  kind: string;
+  dispatchedWallMs: number;
+}
+
+export interface DeviceEvents {
+  dispatched(vm: string, kind: string, waitMs: number): void;
+  failed(vm: string, kind: string): void;
+}
+
+/**
+ * The hypervisor's side of the host's devices: one scheduler per device, dispatch with
+ * tickets, and completions (`done`) that free the device for the next request.
+ */
+export class HostDevices {
+  readonly cpu: ResourceScheduler<DeviceRequest>;
+  readonly disks = new Map<string, ResourceScheduler<DeviceRequest>>();
+  readonly nic: Record<NicDirection, ResourceScheduler<DeviceRequest>>;
+  readonly nicId: string;
+  readonly subjects: { cpu: string; disk: Map<string, string>; nic: Record<NicDirection, string> };
+  private readonly profile: HardwareProfile;
+  private readonly inFlight = new Map<number, InFlight>();
+  private nextTicket = 1;
+  private readonly nc: NatsConnection;
+  private readonly logger: Logger;
+  private readonly events: DeviceEvents;
+
+  constructor(opts: {
+    nc: NatsConnection;
+    ns: Namespace;
+    host: string;
+    clock: Clock;
+    policy: Policy;
+    profile: HardwareProfile;
+    logger: Logger;
+    events: DeviceEvents;
+  }) {
+    const { nc, ns, host, clock, policy, profile } = opts;
+    this.nc = nc;
+    this.logger = opts.logger;
+    this.events = opts.events;
+    this.profile = profile;
+    const reg = (name: string, capacity: number): ResourceScheduler<DeviceRequest> => {
+      const sched: ResourceScheduler<DeviceRequest> = new ResourceScheduler<DeviceRequest>({
+        name,
+        policy,
+        capacity,
+        clock,
+        dispatch: (job, waitMs) => this.dispatch(sched, job, waitMs),
+      });
+      return sched;
+    };
+    this.cpu = reg('cpu', profile.cpu.sockets * profile.cpu.coresPerSocket);
+    for (const d of profile.disks) this.disks.set(d.id, reg(`disk.${d.id}`, d.queueDepth));
+    const nic = profile.nics[0]!;
+    this.nicId = nic.id;
+    this.nic = { rx: reg(`nic.${nic.id}.rx`, nic.ring), tx: reg(`nic.${nic.id}.tx`, nic.ring) };
+    this.subjects = {
+      cpu: hardwareSubjects.cpu(ns, host),
+      disk: new Map(profile.disks.map((d) => [d.id, hardwareSubjects.disk(ns, host, d.id)])),
+      nic: { rx: hardwareSubjects.nic(ns, host, nic.id, 'rx'), tx: hardwareSubjects.nic(ns, host, nic.id, 'tx') },
+    };
+  }
+
+  all(): ResourceScheduler<DeviceRequest>[] {
+    return [this.cpu, ...this.disks.values(), this.nic.rx, this.nic.tx];
+  }
+
+  get inFlightCount(): number {
+    return this.inFlight.size;
+  }
+
+  /** Simulated ms one core needs for `cycles`. */
+  cpuCost(cycles: number): number {
+    return cycles / (this.profile.cpu.mhz * 1000);
+  }
+
+  /** Estimated media time of a disk transfer (what fair queueing charges). */
+  diskCost(diskId: string, bytes: number): number {
+    const d = this.profile.disks.find((x) => x.id === diskId);
+    if (!d) throw new VmsimError(ErrorCode.NO_SUCH_DEVICE, `no disk ${diskId}`);
+    return Math.max(1000 / d.iops, bytes / ((d.bandwidthMBps * 1e6) / 1000));
+  }
+
+  nicCost(bytes: number): number {
+    const n = this.profile.nics[0]!;
+    return bytes / ((n.gbps * 1e9) / 8 / 1000) + n.latencyMs;
+  }
+
+  diskScheduler(diskId: string): ResourceScheduler<DeviceRequest> {
+    const s = this.disks.get(diskId);
+    if (!s) throw new VmsimError(ErrorCode.NO_SUCH_DEVICE, `no disk ${diskId}`);
+    return s;
+  }
+
+  configureVm(vm: string, shares: number, vcpus: number): void {
+    for (const s of this.all()) s.configureVm(vm, { weight: shares, ...(s === this.cpu ? { limit: vcpus } : {}) });
+  }
+
+  setPolicy(policy: Policy): void {
+    for (const s of this.all()) s.policy = policy;
+  }
+
+  /** Forgets every queued request of a VM; in-flight ones complete on the device. */
+  dropVm(vm: string): number {
+    let n = 0;
+    for (const s of this.all()) n += s.drop(vm).length;
+    return n;
+  }
+
+  private dispatch(sched: ResourceScheduler<DeviceRequest>, job: Job<DeviceRequest>, waitMs: number): void {
+    const t = this.nextTicket++;
+    this.inFlight.set(t, { sched, vm: job.vm, kind: job.payload.kind, dispatchedWallMs: Date.now() });
+    this.events.dispatched(job.vm, job.payload.kind, waitMs);
+    this.nc.publish(job.payload.subject, encode({ ...job.payload.body, t, vm: job.vm, waitMs }));
+  }
+
+  /** A device says it finished ticket `t`. */
+  onDone(t: number, ok: boolean): void {
+    const f = this.inFlight.get(t);
+    if (!f) return;
+    this.inFlight.delete(t);
+    if (!ok) this.events.failed(f.vm, f.kind);
+    f.sched.complete(f.vm);
+  }
+
+  /**
+   * Frees slots whose completion never came (the host-agent restarted or lost a message),
+   * so a lost message cannot shrink a device for ever. Returns how many were released.
+   */
+  releaseStale(olderThanWallMs: number): number {
+    const cutoff = Date.now() - olderThanWallMs;
+    let n = 0;
+    for (const [t, f] of this.inFlight) {
+      if (f.dispatchedWallMs <= cutoff) {
+        this.inFlight.delete(t);
+        f.sched.complete(f.vm);
+        n++;
+      }
+    }
+    if (n > 0) this.logger.warn({ released: n }, 'released device slots whose completion never came');
+    return n;
+  }
+
+  releaseAll(): number {
+    return this.releaseStale(-1);
+  }
+}

@@ -1,0 +1,772 @@
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import type {
+  Clock,
+  HardwareProfile,
+  HostInfo,
+  Logger,
+  Msg,
+  NatsConnection,
+  Namespace,
+  Subscription,
+  VmDefinition,
+  VmInfo,
+  MgmtOp,
+} from '@vmsim/shared';
+import {
+  ErrorCode,
+  GuestStatus,
+  Heartbeat,
+  HwDone,
+  HostHello,
+  Hypercall,
+  IngressRequest,
+  Inventory,
+  LagMonitor,
+  MemReply,
+  MgmtRequests,
+  VmsimError,
+  VnicTx,
+  anyGuestStatusSubject,
+  anyHeartbeatSubject,
+  anyHypercallSubject,
+  anyIngressSubject,
+  anyVnicTxSubject,
+  call,
+  decode,
+  encode,
+  errorReply,
+  guestControlSubject,
+  hardwareSubjects,
+  ingressVmName,
+  mgmtSubject,
+  serve,
+  toVmsimError,
+  vmEventSubject,
+  vmIdOf,
+  vnicRxSubject,
+  serviceEventSubject,
+  waitFor,
+} from '@vmsim/shared';
+import { admitMemory, committableMiB } from './admission.ts';
+import { ExtentAllocator } from './block-map.ts';
+import { ConnectionTable } from './connections.ts';
+import { HostDevices } from './devices.ts';
+import { DefinitionStore, diskBytes, newRecord, opFigures, toInfo, type VmRecord } from './registry.ts';
+import type { Policy } from './scheduler.ts';
+import { ACTIVE_STATES, nextState, type VmCommand } from './vm-state.ts';
+
+export const HYPERVISOR_TYPES = ['type1', 'type2'] as const;
+export type HypervisorType = (typeof HYPERVISOR_TYPES)[number];
+
+export interface HypervisorConfig {
+  type: HypervisorType;
+  policy: Policy;
+  overcommit: number;
+  reservedMiB: number;
+  timeScale: number;
+  dataDir: string;
+  /** The built guest entry point that each VM's process runs. */
+  guestEntry: string;
+  natsUrl: string;
+  logLevel: string;
+  heartbeatMs: number;
+  watchdogMs: number;
+  bootTimeoutMs: number;
+  shutdownTimeoutMs: number;
+  /** How long a client connection may wait for its guest's answer, simulated ms. */
+  connectionTimeoutMs: number;
+  hostAgentWaitMs: number;
+}
+
+export interface HypervisorDeps {
+  nc: NatsConnection;
+  ns: Namespace;
+  host: string;
+  clock: Clock;
+  logger: Logger;
+  config: HypervisorConfig;
+}
+
+/**
+ * The VMM of one host: VM registry and lifecycle, one guest process per running VM,
+ * every hypercall scheduled onto the host's devices, and the virtual switch.
+ */
+export class Hypervisor {
+  private readonly d: HypervisorDeps;
+  private readonly cfg: HypervisorConfig;
+  private readonly vms = new Map<string, VmRecord>();
+  private readonly subs: Subscription[] = [];
+  private readonly lag = new LagMonitor();
+  private readonly store: DefinitionStore;
+  private profile!: HardwareProfile;
+  private hostAgentBootId = '';
+  private devices!: HostDevices;
+  private allocator!: ExtentAllocator;
+  private connections!: ConnectionTable;
+  private timers: NodeJS.Timeout[] = [];
+  private stopping = false;
+
+  private constructor(deps: HypervisorDeps) {
+    this.d = deps;
+    this.cfg = deps.config;
+    this.store = new DefinitionStore(deps.config.dataDir);
+  }
+
+  static create(deps: HypervisorDeps): Hypervisor {
+    return new Hypervisor(deps);
+  }
+
+  private get log(): Logger {
+    return this.d.logger;
+  }
+
+  /** Finds the host-agent, restores VM definitions, then serves guests, clients and the API. */
+  async start(): Promise<void> {
+    const { nc, ns, host } = this.d;
+    const inv = await this.waitForHostAgent();
+    this.profile = inv.profile;
+    this.hostAgentBootId = inv.bootId;
+    this.devices = new HostDevices({
+      nc,
+      ns,
+      host,
+      clock: this.d.clock,
+      policy: this.cfg.policy,
+      profile: inv.profile,
+      logger: this.log,
+      events: {
+        dispatched: (vm, kind, waitMs) => {
+          const rec = this.vms.get(vm);
+          if (!rec) return;
+          if (kind === 'net.rx' || kind === 'net.tx') rec.net.waitMs += waitMs;
+          else opFigures(rec, kind).waitMs += waitMs;
+        },
+        failed: (vm, kind) => {
+          const rec = this.vms.get(vm);
+          if (rec) opFigures(rec, kind).errors++;
+        },
+      },
+    });
+    this.allocator = new ExtentAllocator(
+      inv.profile.disks.map((x) => ({ id: x.id, capacityBytes: Math.floor(x.capacityGiB * 1024 ** 3) })),
+    );
+    this.connections = new ConnectionTable(this.d.clock, { timeoutMs: this.cfg.connectionTimeoutMs, maxOpen: 100_000 });
+    for (const p of this.store.load()) {
+      this.allocator.claim(p.extents);
+      const rec = newRecord(p.def, p.uuid, p.definedAt, p.extents);
+      rec.reason = 'definition loaded at hypervisor start';
+      this.vms.set(p.def.name, rec);
+    }
+
+    const sub = (subject: string, fn: (m: Msg) => void) =>
+      this.subs.push(
+        nc.subscribe(subject, {
+          callback: (err, m) => {
+            if (err) return this.log.error({ err, subject }, 'subscription error');
+            try {
+              fn(m);
+            } catch (e) {
+              this.log.error({ err: e, subject: m.subject }, 'handler failed');
+            }
+          },
+        }),
+      );
+    sub(anyHypercallSubject(ns), (m) => this.onHypercall(m));
+    sub(hardwareSubjects.done(ns, host), (m) => this.onDone(m));
+    sub(anyHeartbeatSubject(ns), (m) => this.onHeartbeat(m));
+    sub(anyGuestStatusSubject(ns), (m) => this.onGuestStatus(m));
+    sub(anyIngressSubject(ns, host), (m) => this.onIngress(m));
+    sub(anyVnicTxSubject(ns), (m) => this.onVnicTx(m));
+    sub(hardwareSubjects.hello(ns, host), (m) => this.onHostHello(m));
+    this.serveApi();
+
+    this.timers.push(setInterval(() => this.watchdog(), Math.max(100, Math.min(500, this.cfg.heartbeatMs / 2))));
+    this.timers.push(setInterval(() => this.expireConnections(), 500));
+    this.timers.push(
+      setInterval(() => this.devices.releaseStale(Math.max(60_000, this.cfg.connectionTimeoutMs * 2)), 5_000),
+    );
+    for (const t of this.timers) t.unref();
+    await nc.flush();
+    this.publishServiceEvent('ready', `serving ${this.vms.size} defined VMs`);
+    this.log.info(
+      {
+        type: this.cfg.type,
+        policy: this.cfg.policy,
+        vms: this.vms.size,
+        profile: inv.profile.name,
+        timeScale: this.cfg.timeScale,
+      },
+      'hypervisor ready',
+    );
+  }
+
+  /** Stops intake, powers off every guest, and lets the caller drain the connection. */
+  async stop(reason: string): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    for (const t of this.timers) clearInterval(t);
+    for (const s of this.subs.splice(0)) s.unsubscribe();
+    const exits: Promise<void>[] = [];
+    for (const rec of this.vms.values()) {
+      if (rec.proc) {
+        const proc = rec.proc;
+        exits.push(new Promise<void>((r) => proc.once('exit', () => r())));
+        this.powerOff(rec, 'destroy', `hypervisor stopping: ${reason}`);
+      }
+    }
+    await Promise.all(exits);
+    this.lag.stop();
+  }
+
+  private async waitForHostAgent(): Promise<Inventory> {
+    const { nc, ns, host } = this.d;
+    let inv: Inventory | undefined;
+    let lastError = '';
+    await waitFor(
+      async () => {
+        try {
+          inv = await call(nc, hardwareSubjects.inventory(ns, host), {}, Inventory, 1000);
+          return true;
+        } catch (e) {
+          lastError = (e as Error).message;
+          return false;
+        }
+      },
+      this.cfg.hostAgentWaitMs,
+      `the host-agent of ${host} (last error: ${lastError || 'none'})`,
+      250,
+    ).catch((e: unknown) => {
+      throw new VmsimError(ErrorCode.HOST_UNAVAILABLE, `${(e as Error).message}; last error: ${lastError}`);
+    });
+    return inv!;
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  private transition(rec: VmRecord, cmd: VmCommand, reason: string): void {
+    const from = rec.state;
+    const to = nextState(rec.def.name, from, cmd);
+    rec.state = to;
+    rec.reason = reason;
+    this.log.info({ vm: rec.def.name, from, to, reason, pid: rec.pid }, `vm ${rec.def.name}: ${from} → ${to}`);
+    this.d.nc.publish(
+      vmEventSubject(this.d.ns, this.d.host, rec.def.name),
+      encode({ t: Date.now(), host: this.d.host, vm: rec.def.name, from, to, reason, pid: rec.pid }),
+    );
+  }
+
+  private publishServiceEvent(kind: string, reason: string): void {
+    this.d.nc.publish(
+      serviceEventSubject(this.d.ns, this.d.host, 'hypervisor'),
+      encode({ t: Date.now(), host: this.d.host, svc: 'hypervisor', kind, reason }),
+    );
+  }
+
+  private committedMiB(): number {
+    let sum = 0;
+    for (const r of this.vms.values()) if (ACTIVE_STATES.includes(r.state)) sum += r.def.memoryMiB;
+    return sum;
+  }
+
+  private memoryPlan() {
+    return {
+      hostMiB: this.profile.memoryGiB * 1024,
+      overcommit: this.cfg.overcommit,
+      reservedMiB: this.cfg.reservedMiB,
+    };
+  }
+
+  /** Physical RAM a VM takes on the host: with overcommit, pages are shared or ballooned away. */
+  private residentMiB(def: VmDefinition): number {
+    return Math.ceil(def.memoryMiB / Math.max(1, this.cfg.overcommit));
+  }
+
+  private get(name: string): VmRecord {
+    const rec = this.vms.get(name);
+    if (!rec) throw new VmsimError(ErrorCode.NO_SUCH_VM, `no VM named ${name} on ${this.d.host}`);
+    return rec;
+  }
+
+  define(def: VmDefinition): VmInfo {
+    if (this.vms.has(def.name)) throw new VmsimError(ErrorCode.VM_EXISTS, `a VM named ${def.name} is already defined`);
+    const extent = this.allocator.allocate(diskBytes(def));
+    const rec = newRecord(def, randomUUID(), Date.now(), [extent]);
+    this.vms.set(def.name, rec);
+    this.store.save(this.vms.values());
+    this.log.info({ vm: def.name, def, extent }, `vm ${def.name}: defined`);
+    this.d.nc.publish(
+      vmEventSubject(this.d.ns, this.d.host, def.name),
+      encode({
+        t: Date.now(),
+        host: this.d.host,
+        vm: def.name,
+        from: null,
+        to: 'defined',
+        reason: 'defined',
+        pid: null,
+      }),
+    );
+    return toInfo(rec, Date.now());
+  }
+
+  undefine(name: string): { name: string } {
+    const rec = this.get(name);
+    if (ACTIVE_STATES.includes(rec.state)) {
+      throw new VmsimError(ErrorCode.BAD_STATE, `cannot undefine VM ${name}: it is ${rec.state}; destroy it first`);
+    }
+    this.vms.delete(name);
+    this.allocator.release(rec.disk.extents);
+    this.store.save(this.vms.values());
+    this.log.info({ vm: name }, `vm ${name}: undefined`);
+    this.d.nc.publish(
+      vmEventSubject(this.d.ns, this.d.host, name),
+      encode({ t: Date.now(), host: this.d.host, vm: name, from: rec.state, to: null, reason: 'undefined', pid: null }),
+    );
+    return { name };
+  }
+
+  async startVm(name: string, reason = 'start requested'): Promise<VmInfo> {
+    const rec = this.get(name);
+    nextState(name, rec.state, 'start');
+    admitMemory(this.memoryPlan(), this.committedMiB(), name, rec.def.memoryMiB);
+    await call(
+      this.d.nc,
+      hardwareSubjects.memAlloc(this.d.ns, this.d.host),
+      { owner: name, mib: this.residentMiB(rec.def) },
+      MemReply,
+      5000,
+    );
+    // State may have moved while we waited for the host-agent.
+    nextState(name, rec.state, 'start');
+    rec.guestReason = undefined;
+    rec.expectExit = false;
+    rec.bootMs = null;
+    rec.lastHeartbeatWallMs = null;
+    rec.startedAt = Date.now();
+    rec.startedWallMs = Date.now();
+    this.devices.configureVm(name, rec.def.shares, rec.def.vcpus);
+    this.transition(rec, 'start', reason);
+    this.spawnGuest(rec);
+    return toInfo(rec, Date.now());
+  }
+
+  private spawnGuest(rec: VmRecord): void {
+    const name = rec.def.name;
+    const spec = {
+      app: rec.def.app,
+      os: rec.def.os,
+      vcpus: rec.def.vcpus,
+      memoryMiB: rec.def.memoryMiB,
+      disks: [{ index: 0, sizeBytes: rec.disk.sizeBytes }],
+      heartbeatMs: this.cfg.heartbeatMs,
+      seed: rec.uuid,
+    };
+    const proc = spawn(process.execPath, [this.cfg.guestEntry], {
+      // A guest sees only what it needs: its bus, its identity and its hardware spec.
+      env: {
+        NATS_URL: this.cfg.natsUrl,
+        VMSIM_NS: this.d.ns,
+        VMSIM_HOST: this.d.host,
+        VMSIM_VM: name,
+        VMSIM_TIME_SCALE: String(this.cfg.timeScale),
+        LOG_LEVEL: this.cfg.logLevel,
+        VMSIM_GUEST_SPEC: JSON.stringify(spec),
+      },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    rec.proc = proc;
+    rec.pid = proc.pid ?? null;
+    this.log.info({ vm: name, pid: rec.pid }, `vm ${name}: guest process spawned`);
+    proc.once('error', (err) => {
+      rec.guestReason = `guest process failed to start: ${err.message}`;
+    });
+    proc.once('exit', (code, signal) => this.onGuestExit(rec, proc, code, signal));
+  }
+
+  private onGuestExit(
+    rec: VmRecord,
+    proc: ReturnType<typeof spawn>,
+    code: number | null,
+    signal: NodeJS.Signals | null,
+  ): void {
+    if (rec.proc !== proc) return;
+    const how = signal ? `killed by ${signal}` : `exited with code ${code}`;
+    rec.proc = undefined;
+    if (rec.shutdownTimer) clearTimeout(rec.shutdownTimer);
+    rec.shutdownTimer = undefined;
+    if (rec.expectExit) {
+      // The hypervisor powered it off: the state already says so.
+      rec.pid = null;
+      this.release(rec);
+      return;
+    }
+    if (rec.state === 'stopping' && code === 0) {
+      this.transition(rec, 'exited', `guest shut down cleanly (${rec.reason})`);
+    } else if (ACTIVE_STATES.includes(rec.state)) {
+      const why = rec.guestReason ? `: ${rec.guestReason}` : '';
+      this.transition(rec, 'crash', `guest process ${how}${why}`);
+    }
+    rec.pid = null;
+    this.release(rec);
+  }
+
+  /** Gives back what an inactive VM held: memory, queued device work, client connections. */
+  private release(rec: VmRecord): void {
+    const name = rec.def.name;
+    const dropped = this.devices.dropVm(name);
+    for (const c of this.connections.dropVm(name)) {
+      this.d.nc.publish(
+        c.replyTo,
+        encode(errorReply(ErrorCode.VM_CRASHED, `VM ${name} is ${rec.state}: ${rec.reason}`)),
+      );
+    }
+    if (dropped > 0) this.log.info({ vm: name, dropped }, 'dropped queued device requests');
+    call(this.d.nc, hardwareSubjects.memFree(this.d.ns, this.d.host), { owner: name }, MemReply, 5000).catch(
+      (e: unknown) => this.log.warn({ vm: name, err: (e as Error).message }, 'could not free memory on the host-agent'),
+    );
+  }
+
+  /** Ends a guest process from the hypervisor's side (destroy, watchdog, forced shutdown). */
+  private powerOff(rec: VmRecord, cmd: 'destroy' | 'crash', reason: string): void {
+    rec.expectExit = true;
+    if (rec.proc && rec.proc.exitCode === null) rec.proc.kill('SIGKILL');
+    this.transition(rec, cmd, reason);
+    if (!rec.proc) this.release(rec);
+  }
+
+  shutdownVm(name: string, timeoutMs = this.cfg.shutdownTimeoutMs): VmInfo {
+    const rec = this.get(name);
+    if (rec.state === 'paused') rec.proc?.kill('SIGCONT');
+    this.transition(rec, 'shutdown', 'shutdown requested');
+    this.d.nc.publish(guestControlSubject(this.d.ns, name), encode({ cmd: 'shutdown', reason: 'shutdown requested' }));
+    rec.shutdownTimer = setTimeout(() => {
+      if (rec.state !== 'stopping') return;
+      this.log.warn({ vm: name, timeoutMs }, 'guest did not shut down in time: forcing it off');
+      rec.expectExit = true;
+      rec.proc?.kill('SIGKILL');
+      rec.state = 'stopping';
+      this.transition(rec, 'destroy', `shutdown timed out after ${timeoutMs} ms: forced off`);
+    }, timeoutMs);
+    return toInfo(rec, Date.now());
+  }
+
+  destroyVm(name: string): VmInfo {
+    const rec = this.get(name);
+    this.powerOff(rec, 'destroy', 'destroy requested');
+    return toInfo(rec, Date.now());
+  }
+
+  pauseVm(name: string): VmInfo {
+    const rec = this.get(name);
+    nextState(name, rec.state, 'pause');
+    rec.proc?.kill('SIGSTOP');
+    this.transition(rec, 'pause', 'pause requested');
+    return toInfo(rec, Date.now());
+  }
+
+  resumeVm(name: string): VmInfo {
+    const rec = this.get(name);
+    nextState(name, rec.state, 'resume');
+    rec.proc?.kill('SIGCONT');
+    // Heartbeats stopped while it was frozen; give it a fresh interval before the watchdog looks.
+    rec.lastHeartbeatWallMs = Date.now();
+    this.transition(rec, 'resume', 'resume requested');
+    return toInfo(rec, Date.now());
+  }
+
+  private watchdog(): void {
+    const now = Date.now();
+    for (const rec of this.vms.values()) {
+      if (rec.state === 'running') {
+        const last = rec.lastHeartbeatWallMs ?? rec.startedWallMs;
+        if (now - last > this.cfg.watchdogMs) {
+          this.powerOff(
+            rec,
+            'crash',
+            `watchdog: no heartbeat for ${now - last} ms (limit ${this.cfg.watchdogMs} ms): reset`,
+          );
+        }
+      } else if (rec.state === 'starting' && now - rec.startedWallMs > this.cfg.bootTimeoutMs) {
+        this.powerOff(rec, 'crash', `boot did not finish within ${this.cfg.bootTimeoutMs} ms`);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- guest traffic
+
+  private onHeartbeat(m: Msg): void {
+    const rec = this.recordOf(m.subject);
+    if (!rec) return;
+    try {
+      const hb = decode(m.data, Heartbeat, 'heartbeat');
+      if (hb.pid !== rec.pid) return;
+      rec.lastHeartbeatWallMs = Date.now();
+      rec.guestLagMs = hb.lagMs;
+    } catch (e) {
+      this.log.warn({ vm: rec.def.name, err: (e as Error).message }, 'bad heartbeat');
+    }
+  }
+
+  private onGuestStatus(m: Msg): void {
+    const rec = this.recordOf(m.subject);
+    if (!rec) return;
+    let st: GuestStatus;
+    try {
+      st = decode(m.data, GuestStatus, 'guest status');
+    } catch (e) {
+      this.log.warn({ vm: rec.def.name, err: (e as Error).message }, 'bad guest status');
+      return;
+    }
+    if (st.pid !== rec.pid) return;
+    if (st.phase === 'booting') {
+      this.log.info(
+        { vm: rec.def.name, stage: st.stage, progress: st.progress },
+        `vm ${rec.def.name}: boot ${st.stage}`,
+      );
+    } else if (st.phase === 'ready' && rec.state === 'starting') {
+      rec.bootMs = st.bootMs ?? null;
+      rec.lastHeartbeatWallMs = Date.now();
+      this.transition(rec, 'ready', st.reason);
+    } else if (st.phase === 'failed') {
+      rec.guestReason = st.reason;
+      this.log.warn({ vm: rec.def.name, reason: st.reason }, `vm ${rec.def.name}: guest reports failure`);
+    }
+  }
+
+  private recordOf(subject: string): VmRecord | undefined {
+    const id = vmIdOf(this.d.ns, subject);
+    return id === undefined ? undefined : this.vms.get(id);
+  }
+
+  private onHypercall(m: Msg): void {
+    const rec = this.recordOf(m.subject);
+    if (!m.reply) {
+      if (rec) rec.hypercalls.rejected++;
+      return;
+    }
+    const reject = (code: string, message: string): void => {
+      if (rec) rec.hypercalls.rejected++;
+      m.respond(encode(errorReply(code, message)));
+    };
+    if (!rec || !ACTIVE_STATES.includes(rec.state) || rec.state === 'paused') {
+      reject(ErrorCode.VM_NOT_RUNNING, `VM ${vmIdOf(this.d.ns, m.subject)} is not running`);
+      return;
+    }
+    let hc: Hypercall;
+    try {
+      hc = decode(m.data, Hypercall, 'hypercall');
+    } catch (e) {
+      const ve = toVmsimError(e);
+      reject(ve.code, ve.message);
+      return;
+    }
+    rec.hypercalls.total++;
+    const fig = opFigures(rec, hc.op);
+    fig.count++;
+    const name = rec.def.name;
+    const replyTo = m.reply;
+    try {
+      if (hc.op === 'cpu') {
+        this.devices.cpu.submit(name, this.devices.cpuCost(hc.cycles), {
+          subject: this.devices.subjects.cpu,
+          kind: hc.op,
+          body: { replyTo, cycles: hc.cycles },
+        });
+        return;
+      }
+      if (hc.disk !== 0) throw new VmsimError(ErrorCode.NO_SUCH_DEVICE, `VM ${name} has no disk ${hc.disk}`);
+      if (hc.op === 'disk.flush') {
+        // A flush reaches every physical disk the virtual disk lives on; one extent for now.
+        const diskId = rec.disk.extents[0]!.disk;
+        this.devices.diskScheduler(diskId).submit(name, this.devices.diskCost(diskId, 0), {
+          subject: this.devices.subjects.disk.get(diskId)!,
+          kind: hc.op,
+          body: { replyTo, op: 'flush' },
+        });
+        return;
+      }
+      const length = hc.op === 'disk.read' ? hc.length : hc.data.length;
+      const segs = rec.disk.translate(hc.offset, length);
+      if (segs.length !== 1) {
+        throw new VmsimError(ErrorCode.OUT_OF_RANGE, `an access may not span extents (${segs.length} pieces)`);
+      }
+      const seg = segs[0]!;
+      fig.bytes += length;
+      this.devices.diskScheduler(seg.disk).submit(name, this.devices.diskCost(seg.disk, length), {
+        subject: this.devices.subjects.disk.get(seg.disk)!,
+        kind: hc.op,
+        body:
+          hc.op === 'disk.read'
+            ? { replyTo, op: 'read', offset: seg.pOffset, length }
+            : { replyTo, op: 'write', offset: seg.pOffset, data: hc.data },
+      });
+    } catch (e) {
+      fig.errors++;
+      const ve = toVmsimError(e);
+      m.respond(encode(errorReply(ve.code, ve.message)));
+    }
+  }
+
+  private onDone(m: Msg): void {
+    try {
+      const done = decode(m.data, HwDone, 'device completion');
+      this.devices.onDone(done.t, done.ok);
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, 'bad device completion');
+    }
+  }
+
+  private onHostHello(m: Msg): void {
+    try {
+      const hello = decode(m.data, HostHello, 'host hello');
+      if (hello.bootId === this.hostAgentBootId) return;
+      this.hostAgentBootId = hello.bootId;
+      const released = this.devices.releaseAll();
+      this.log.warn({ bootId: hello.bootId, released }, 'host-agent restarted: its in-flight work is lost');
+      this.publishServiceEvent(
+        'host-agent-restarted',
+        `host-agent came back with boot id ${hello.bootId}; ${released} operations lost`,
+      );
+      // Its RAM model starts empty: claim again what running VMs hold.
+      for (const rec of this.vms.values()) {
+        if (!ACTIVE_STATES.includes(rec.state)) continue;
+        call(
+          this.d.nc,
+          hardwareSubjects.memAlloc(this.d.ns, this.d.host),
+          { owner: rec.def.name, mib: this.residentMiB(rec.def) },
+          MemReply,
+        ).catch((e: unknown) =>
+          this.log.warn({ vm: rec.def.name, err: (e as Error).message }, 'could not re-claim memory'),
+        );
+      }
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, 'bad host hello');
+    }
+  }
+
+  // ---------------------------------------------------------------- virtual switch
+
+  private onIngress(m: Msg): void {
+    if (!m.reply) return;
+    const name = ingressVmName(m.subject) ?? '';
+    const rec = this.vms.get(name);
+    let req: IngressRequest;
+    try {
+      req = decode(m.data, IngressRequest, 'client request');
+    } catch (e) {
+      const ve = toVmsimError(e);
+      m.respond(encode(errorReply(ve.code, ve.message)));
+      return;
+    }
+    if (!rec) {
+      m.respond(encode(errorReply(ErrorCode.NO_SUCH_VM, `no VM named ${name} on ${this.d.host}`)));
+      return;
+    }
+    if (rec.state !== 'running') {
+      rec.net.dropped++;
+      m.respond(encode(errorReply(ErrorCode.VM_NOT_RUNNING, `VM ${name} is ${rec.state}`)));
+      return;
+    }
+    const conn = this.connections.openFor(name, m.reply);
+    if (!conn) {
+      rec.net.dropped++;
+      m.respond(
+        encode(errorReply(ErrorCode.OVERLOAD, `the virtual switch has ${this.connections.maxOpen} open connections`)),
+      );
+      return;
+    }
+    rec.net.requests++;
+    rec.net.rxBytes += req.bytes;
+    const frame = encode({ cid: conn.cid, req });
+    this.devices.nic.rx.submit(name, this.devices.nicCost(req.bytes), {
+      subject: this.devices.subjects.nic.rx,
+      kind: 'net.rx',
+      body: { replyTo: vnicRxSubject(this.d.ns, name), bytes: req.bytes, frame },
+    });
+  }
+
+  private onVnicTx(m: Msg): void {
+    const rec = this.recordOf(m.subject);
+    if (!rec) return;
+    let tx: VnicTx;
+    try {
+      tx = decode(m.data, VnicTx, 'vNIC frame');
+    } catch (e) {
+      rec.net.dropped++;
+      this.log.debug({ vm: rec.def.name, err: (e as Error).message }, 'dropped a bad frame from a guest');
+      return;
+    }
+    const conn = this.connections.close(rec.def.name, tx.cid);
+    if (!conn) {
+      // Unknown, expired or another VM's connection: a switch never forwards those.
+      rec.net.dropped++;
+      return;
+    }
+    const bytes = tx.res.ok ? tx.res.bytes : 256;
+    rec.net.replies++;
+    rec.net.txBytes += bytes;
+    this.devices.nic.tx.submit(rec.def.name, this.devices.nicCost(bytes), {
+      subject: this.devices.subjects.nic.tx,
+      kind: 'net.tx',
+      body: { replyTo: conn.replyTo, bytes, frame: encode(tx.res) },
+    });
+  }
+
+  private expireConnections(): void {
+    for (const c of this.connections.expire()) {
+      const rec = this.vms.get(c.vm);
+      if (rec) rec.net.dropped++;
+      this.d.nc.publish(
+        c.replyTo,
+        encode(errorReply(ErrorCode.TIMEOUT, `VM ${c.vm} did not answer within ${this.cfg.connectionTimeoutMs} ms`)),
+      );
+    }
+  }
+
+  // ---------------------------------------------------------------- management API
+
+  hostInfo(): HostInfo {
+    return {
+      host: this.d.host,
+      hypervisor: this.cfg.type,
+      scheduler: this.cfg.policy,
+      timeScale: this.cfg.timeScale,
+      overcommit: this.cfg.overcommit,
+      memory: {
+        totalMiB: this.profile.memoryGiB * 1024,
+        committedMiB: this.committedMiB(),
+        reservedMiB: this.cfg.reservedMiB,
+      },
+      cpu: { cores: this.profile.cpu.sockets * this.profile.cpu.coresPerSocket, mhz: this.profile.cpu.mhz },
+      vms: this.vms.size,
+      lagMs: this.lag.sample().p99Ms,
+      hostAgent: { bootId: this.hostAgentBootId, profile: this.profile.name },
+    };
+  }
+
+  private serveApi(): void {
+    const { nc, ns, host } = this.d;
+    const handlers: { [Op in MgmtOp]: (req: never) => unknown } = {
+      ping: () => this.hostInfo(),
+      define: (def: VmDefinition) => this.define(def),
+      undefine: (r: { name: string }) => this.undefine(r.name),
+      start: (r: { name: string }) => this.startVm(r.name),
+      shutdown: (r: { name: string; timeoutMs?: number }) => this.shutdownVm(r.name, r.timeoutMs),
+      destroy: (r: { name: string }) => this.destroyVm(r.name),
+      pause: (r: { name: string }) => this.pauseVm(r.name),
+      resume: (r: { name: string }) => this.resumeVm(r.name),
+      list: () => ({ vms: [...this.vms.values()].map((r) => toInfo(r, Date.now())) }),
+      info: (r: { name: string }) => toInfo(this.get(r.name), Date.now()),
+    };
+    for (const op of Object.keys(handlers) as MgmtOp[]) {
+      const handler = handlers[op] as (req: unknown) => unknown;
+      this.subs.push(serve(nc, mgmtSubject(ns, host, op), MgmtRequests[op], (req) => handler(req), this.log));
+    }
+  }
+
+  /** Committable memory, for status output. */
+  get committableMiB(): number {
+    return committableMiB(this.memoryPlan());
+  }
+}

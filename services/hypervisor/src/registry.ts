@@ -1,0 +1,134 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import type { Extent, VmDefinition, VmInfo, VmState } from '@vmsim/shared';
+import { VmDefinition as VmDefinitionSchema, Extent as ExtentSchema, validate } from '@vmsim/shared';
+import { z } from 'zod';
+import { BlockMap } from './block-map.ts';
+
+interface OpFigures {
+  count: number;
+  errors: number;
+  waitMs: number;
+  bytes: number;
+}
+
+/** Everything the hypervisor knows about one VM. */
+export interface VmRecord {
+  def: VmDefinition;
+  uuid: string;
+  definedAt: number;
+  /** One virtual disk for now: its extents on the host's physical disks. */
+  disk: BlockMap;
+  state: VmState;
+  reason: string;
+  proc: ChildProcess | undefined;
+  pid: number | null;
+  restarts: number;
+  startedAt: number | null;
+  startedWallMs: number;
+  bootMs: number | null;
+  lastHeartbeatWallMs: number | null;
+  guestLagMs: number | null;
+  /** Why the guest said it failed, kept for the crash event. */
+  guestReason: string | undefined;
+  /** Set when the hypervisor itself ends the process, so its exit is not a crash. */
+  expectExit: boolean;
+  shutdownTimer: NodeJS.Timeout | undefined;
+  hypercalls: { total: number; rejected: number; byOp: Record<string, OpFigures> };
+  net: { requests: number; replies: number; dropped: number; rxBytes: number; txBytes: number; waitMs: number };
+}
+
+export function newRecord(def: VmDefinition, uuid: string, definedAt: number, extents: Extent[]): VmRecord {
+  return {
+    def,
+    uuid,
+    definedAt,
+    disk: new BlockMap(diskBytes(def), extents),
+    state: 'defined',
+    reason: 'defined',
+    proc: undefined,
+    pid: null,
+    restarts: 0,
+    startedAt: null,
+    startedWallMs: 0,
+    bootMs: null,
+    lastHeartbeatWallMs: null,
+    guestLagMs: null,
+    guestReason: undefined,
+    expectExit: false,
+    shutdownTimer: undefined,
+    hypercalls: { total: 0, rejected: 0, byOp: {} },
+    net: { requests: 0, replies: 0, dropped: 0, rxBytes: 0, txBytes: 0, waitMs: 0 },
+  };
+}
+
+export function diskBytes(def: VmDefinition): number {
+  return Math.round(def.diskGiB * 1024 ** 3);
+}
+
+export function opFigures(rec: VmRecord, op: string): OpFigures {
+  let f = rec.hypercalls.byOp[op];
+  if (!f) {
+    f = { count: 0, errors: 0, waitMs: 0, bytes: 0 };
+    rec.hypercalls.byOp[op] = f;
+  }
+  return f;
+}
+
+export function toInfo(rec: VmRecord, nowWallMs: number): VmInfo {
+  return {
+    name: rec.def.name,
+    uuid: rec.uuid,
+    definition: rec.def,
+    state: rec.state,
+    reason: rec.reason,
+    pid: rec.pid,
+    restarts: rec.restarts,
+    definedAt: rec.definedAt,
+    startedAt: rec.startedAt,
+    bootMs: rec.bootMs,
+    lastHeartbeatAgoMs: rec.lastHeartbeatWallMs === null ? null : nowWallMs - rec.lastHeartbeatWallMs,
+    guestLagMs: rec.guestLagMs,
+    disks: [{ index: 0, sizeBytes: rec.disk.sizeBytes, extents: [...rec.disk.extents] }],
+    hypercalls: structuredClone(rec.hypercalls),
+    net: { ...rec.net },
+  };
+}
+
+const Persisted = z.object({
+  version: z.literal(1),
+  vms: z.array(
+    z.object({ def: VmDefinitionSchema, uuid: z.string(), definedAt: z.number(), extents: z.array(ExtentSchema) }),
+  ),
+});
+
+/** VM definitions on disk, written atomically, so a restarted hypervisor knows its VMs. */
+export class DefinitionStore {
+  private readonly file: string;
+
+  constructor(dir: string) {
+    fs.mkdirSync(dir, { recursive: true });
+    this.file = path.join(dir, 'vms.json');
+  }
+
+  load(): z.infer<typeof Persisted>['vms'] {
+    if (!fs.existsSync(this.file)) return [];
+    return validate(JSON.parse(fs.readFileSync(this.file, 'utf8')), Persisted, `VM definitions in ${this.file}`).vms;
+  }
+
+  save(records: Iterable<VmRecord>): void {
+    const body = {
+      version: 1,
+      vms: [...records].map((r) => ({
+        def: r.def,
+        uuid: r.uuid,
+        definedAt: r.definedAt,
+        extents: [...r.disk.extents],
+      })),
+    };
+    const tmp = `${this.file}.tmp`;
+    fs.writeFileSync(tmp, JSON.stringify(body, null, 2));
+    fs.renameSync(tmp, this.file);
+  }
+}
