@@ -11,7 +11,18 @@ export const NATS_INSTALL_HELP =
 
 /** The nats-server binary to run: NATS_SERVER_BIN, then PATH, then where distributions put it. */
 export function findNatsServer(env: Record<string, string | undefined> = process.env): string {
-  if (env['NATS_SERVER_BIN']) return env['NATS_SERVER_BIN'];
+  const explicit = env['NATS_SERVER_BIN'];
+  if (explicit) {
+    try {
+      fs.accessSync(explicit, fs.constants.X_OK);
+      return explicit;
+    } catch {
+      throw new VmsimError(
+        ErrorCode.CONFIG,
+        `NATS_SERVER_BIN=${explicit} is not an executable file. ${NATS_INSTALL_HELP}`,
+      );
+    }
+  }
   const dirs = [...(env['PATH'] ?? '').split(path.delimiter), '/usr/sbin', '/usr/local/bin', '/usr/bin'];
   for (const d of dirs) {
     if (!d) continue;
