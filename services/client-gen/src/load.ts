@@ -342,7 +342,7 @@ export class OpenLoop {
         timeouts: t.timeouts,
         dropped: t.dropped,
         inFlight: t.inFlight,
-        p99Ms: t.hist.totalCount > 0 ? round3(t.hist.getValueAtPercentile(99) / 1000) : 0,
+        p99Ms: t.hist.totalCount > 0 ? round3(Math.min(t.hist.getValueAtPercentile(99) / 1000, t.latMaxMs)) : 0,
       })),
     };
   }
@@ -496,7 +496,10 @@ function randomBytes(rng: Rng, n: number): Uint8Array<ArrayBuffer> {
 
 function targetSummary(t: TargetState, arrivalWindowS: number, elapsedS: number): TargetSummary {
   const h = t.hist;
-  const pct = (p: number): number => (h.totalCount > 0 ? round3(h.getValueAtPercentile(p) / 1000) : 0);
+  // HDR answers with the top of a value's bucket (3 significant digits); no percentile
+  // can be above the exact max.
+  const pct = (p: number): number =>
+    h.totalCount > 0 ? round3(Math.min(h.getValueAtPercentile(p) / 1000, t.latMaxMs)) : 0;
   const errorCount = sumValues(t.errors);
   return {
     vm: t.spec.vm,
