@@ -99,6 +99,10 @@ async function main(): Promise<void> {
     overcommit: 1,
     detached: false,
     logLevel: 'warn',
+    // Lets one compare guest Node flags: VMSIM_GUEST_NODE_ARGS="--max-semi-space-size=1" npm run bench
+    ...(process.env['VMSIM_GUEST_NODE_ARGS'] !== undefined
+      ? { env: { VMSIM_GUEST_NODE_ARGS: process.env['VMSIM_GUEST_NODE_ARGS'] } }
+      : {}),
   });
   let nc: NatsConnection | undefined;
   let guest: NatsConnection | undefined;

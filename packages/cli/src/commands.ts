@@ -185,8 +185,9 @@ export interface LoadOptions {
 
 /** Drives open-model load at VMs through the host's virtual switch and prints what came back. */
 export async function load(home: string, o: LoadOptions, out: Out, json: boolean): Promise<unknown> {
-  return withApi(home, async (_api, nc, ctx) => {
-    const clock = new RealClock(ctx.timeScale);
+  return withApi(home, async (api, nc, ctx) => {
+    // The hypervisor knows the time scale the stack runs at.
+    const clock = new RealClock((await api.call('ping', {})).timeScale);
     const targets: TargetSpec[] = o.vms.map((vm) => ({
       vm,
       ratePerS: o.ratePerS,

@@ -68,6 +68,8 @@ export interface HypervisorConfig {
   dataDir: string;
   /** The built guest entry point that each VM's process runs. */
   guestEntry: string;
+  /** Node flags for guest processes (a small young generation keeps an idle guest small). */
+  guestNodeArgs: string[];
   natsUrl: string;
   logLevel: string;
   heartbeatMs: number;
@@ -362,7 +364,7 @@ export class Hypervisor {
       heartbeatMs: this.cfg.heartbeatMs,
       seed: rec.uuid,
     };
-    const proc = spawn(process.execPath, [this.cfg.guestEntry], {
+    const proc = spawn(process.execPath, [...this.cfg.guestNodeArgs, this.cfg.guestEntry], {
       // A guest sees only what it needs: its bus, its identity and its hardware spec.
       env: {
         NATS_URL: this.cfg.natsUrl,
