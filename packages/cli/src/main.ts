@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { isVmsimError } from '@vmsim/shared';
 import {
@@ -15,6 +16,8 @@ import {
   withApi,
 } from './commands.ts';
 import { vmsimHome } from './context.ts';
+import { runScenario } from './run.ts';
+import { ScenarioError, loadScenario } from './scenario.ts';
 import { parseDuration, table } from './format.ts';
 
 const HELP = `vmsim — a simulated virtualized server host
@@ -37,6 +40,9 @@ Usage:
                          [--post 0.1] [--seed S] [--timeout 5s] [--json]
                          open-model client load through the host's virtual switch
   vmsim events           follow VM state changes
+  vmsim run <scenario.yaml> [--duration 30s] [--report <dir>]
+                         run a scenario on a stack of its own; writes report.json and report.md,
+                         exits 1 when an SLO fails and 2 when the scenario is invalid
 
 Durations and latencies are simulated time (wall = simulated × time scale).
 The stack's context (bus URL, namespace) is kept in $VMSIM_HOME/context.json (default ~/.vmsim).
@@ -97,6 +103,7 @@ export async function run(argv: string[]): Promise<number> {
         arrival: { type: 'string' },
         post: { type: 'string' },
         seed: { type: 'string' },
+        report: { type: 'string' },
       },
     });
   } catch (e) {
@@ -172,6 +179,27 @@ export async function run(argv: string[]): Promise<number> {
     }
     case 'vm':
       return vmCommand(home, sub, arg, v);
+    case 'run': {
+      if (!sub) throw new UsageError('run needs a scenario file, e.g. `vmsim run scenarios/demo.yaml`');
+      let scenario;
+      try {
+        scenario = loadScenario(sub);
+      } catch (e) {
+        if (e instanceof ScenarioError) throw new UsageError(e.message);
+        throw e;
+      }
+      if (v.duration !== undefined)
+        scenario = { ...scenario, duration: duration(v.duration, 'duration', scenario.duration) };
+      const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
+      const report = await runScenario({
+        scenario,
+        reportDir: v.report ?? path.join('reports', `${scenario.name}-${stamp}`),
+        home: path.join(home, 'runs', `${scenario.name}-${stamp}`),
+        natsUrl: process.env['NATS_URL'],
+        out,
+      });
+      return report.verdict === 'pass' ? 0 : 1;
+    }
     default:
       throw new UsageError(`unknown command "${cmd}" (see vmsim --help)`);
   }

@@ -8,41 +8,11 @@ import {
   type Clock,
   type IngressReply,
   type TimerHandle,
+  type WebRequest,
 } from '@vmsim/shared';
-import { DEFAULT_PATHS, OpenLoop, POST_PATHS, type OpenLoopOptions, type Send, type TargetSpec } from './load.ts';
-
-/**
- * A VirtualClock that also remembers when its events are due, so the test can stop at
- * each of those instants and let promise continuations run before time moves on (the
- * plain VirtualClock runs its events back to back, before any microtask).
- */
-class SteppedClock implements Clock {
-  private readonly inner = new VirtualClock();
-  private readonly due: number[] = [];
-
-  now(): number {
-    return this.inner.now();
-  }
-
-  at(atMs: number, fn: () => void): TimerHandle {
-    heapPush(this.due, Math.max(atMs, this.now()));
-    return this.inner.at(atMs, fn);
-  }
-
-  cancel(handle: TimerHandle): void {
-    this.inner.cancel(handle);
-  }
-
-  /** Runs every event at its time, flushing promise continuations after each instant. */
-  async drain(): Promise<void> {
-    while (this.due.length > 0) {
-      const t = heapPop(this.due);
-      if (t < this.now()) continue;
-      this.inner.runUntil(t);
-      for (let i = 0; i < 20; i++) await Promise.resolve();
-    }
-  }
-}
+import { DEFAULT_PATHS, POST_PATHS } from './apps.ts';
+import { OpenLoop, type OpenLoopOptions, type OpenTargetSpec, type Send } from './load.ts';
+import { parallelServer, SteppedClock } from './testing/stepped-clock.ts';
 
 /** Models a load generator whose own event loop is blocked during [fromMs, toMs). */
 class StalledClock implements Clock {
@@ -66,55 +36,10 @@ class StalledClock implements Clock {
   }
 }
 
-function heapPush(h: number[], v: number): void {
-  h.push(v);
-  let i = h.length - 1;
-  while (i > 0) {
-    const p = (i - 1) >> 1;
-    if (h[p]! <= v) break;
-    h[i] = h[p]!;
-    i = p;
-  }
-  h[i] = v;
-}
-
-function heapPop(h: number[]): number {
-  const top = h[0]!;
-  const last = h.pop()!;
-  if (h.length > 0) {
-    let i = 0;
-    for (;;) {
-      const l = 2 * i + 1;
-      const r = l + 1;
-      let m = i;
-      if (l < h.length && h[l]! < (m === i ? last : h[m]!)) m = l;
-      if (r < h.length && h[r]! < (m === i ? last : h[m]!)) m = r;
-      if (m === i) break;
-      h[i] = h[m]!;
-      i = m;
-    }
-    h[i] = last;
-  }
-  return top;
-}
-
 const OK: IngressReply = { ok: true, status: 200, bytes: 1000 };
 
-function target(over: Partial<TargetSpec> = {}): TargetSpec {
+function target(over: Partial<OpenTargetSpec> = {}): OpenTargetSpec {
   return { vm: 'web1', ratePerS: 100, arrival: 'constant', mix: { GET: 1, POST: 0 }, ...over };
-}
-
-/** A server with unlimited parallelism: every request takes delayMs(request, i). */
-function parallelServer(
-  clock: Clock,
-  delayMs: (i: number) => number,
-  reply: (i: number) => IngressReply = () => OK,
-): Send {
-  let i = 0;
-  return () => {
-    const k = i++;
-    return new Promise((resolve) => clock.at(clock.now() + delayMs(k), () => resolve(reply(k))));
-  };
 }
 
 /** One server, FIFO, serviceMs per request; it serves nothing during [stallFrom, stallTo). */
@@ -410,9 +335,9 @@ describe('errors', () => {
 describe('requests', () => {
   it('respects the mix weights and builds valid requests', async () => {
     const clock = new SteppedClock();
-    const requests: IngressRequest[] = [];
+    const requests: WebRequest[] = [];
     const send: Send = (_vm, req) => {
-      requests.push(req);
+      if (req.app === 'web') requests.push(req);
       return Promise.resolve(OK);
     };
     const { summary } = await runLoop(
@@ -468,7 +393,7 @@ describe('requests', () => {
     const clock = new SteppedClock();
     const paths = new Set<string>();
     const send: Send = (_vm, req) => {
-      paths.add(req.path);
+      if (req.app === 'web') paths.add(req.path);
       return Promise.resolve(OK);
     };
     await runLoop({ targets: [target({ paths: ['/a', '/b'] })], durationMs: 1_000, send }, clock);

@@ -4,65 +4,94 @@ import {
   ErrorCode,
   toVmsimError,
   VmsimError,
+  type AppKind,
   type Clock,
   type IngressReply,
   type IngressRequest,
+  type Logger,
+  type RandomStreams,
   type Rng,
   type TimerHandle,
 } from '@vmsim/shared';
+import {
+  APP_OPS,
+  appProblems,
+  createSource,
+  resolveMix,
+  World,
+  type AppOptions,
+  type Pending,
+  type RequestSource,
+} from './apps.ts';
 
 /**
- * An open-loop load generator: every target has its own schedule of *intended* send times,
- * drawn up front from its arrival process and never delayed by slow replies. Latency is
- * measured from the intended time, so a stalled server (or a stalled generator) shows up
- * in the figures instead of being hidden (no coordinated omission).
+ * Load at VMs from two kinds of clients, run together on one clock:
+ *
+ * - open targets: a schedule of *intended* send times drawn from an arrival process and
+ *   never delayed by slow replies. Latency runs from the intended time, so a stalled
+ *   server (or a stalled generator) shows in the figures (no coordinated omission).
+ * - closed targets: N users, each sending a request, waiting for its reply (or timeout),
+ *   thinking an exponential time, and again. A user never means to send before its reply,
+ *   so latency runs from the actual send; throughput follows N / (R + Z).
  */
 
 export const Arrival = { POISSON: 'poisson', CONSTANT: 'constant' } as const;
 export type Arrival = (typeof Arrival)[keyof typeof Arrival];
 
-/** What a typical small web site gets asked for. */
-export const DEFAULT_PATHS: readonly string[] = [
-  '/',
-  '/index.html',
-  '/about.html',
-  '/static/app.js',
-  '/static/style.css',
-  '/img/hero.jpg',
-  '/img/logo.png',
-  '/api/items',
-];
-export const POST_PATHS: readonly string[] = ['/api/items', '/upload'];
+export const LoadModel = { OPEN: 'open', CLOSED: 'closed' } as const;
+export type LoadModel = (typeof LoadModel)[keyof typeof LoadModel];
 
-/** Declared request-line + header bytes: real browsers send a few hundred. */
-export const HEADER_BYTES = { min: 300, max: 600 } as const;
-/** POST bodies are real bytes so the guest can digest them. */
-export const POST_BODY_BYTES = { min: 256, max: 8 * 1024 } as const;
-
-export interface TargetSpec {
+export interface TargetCommon extends AppOptions {
   vm: string;
+  /** The server kind at the VM; 'web' when left out. */
+  app?: AppKind | undefined;
+  /** Relative op weights for the app, e.g. {GET: 9, POST: 1}; the app's defaults when left out. */
+  mix?: Readonly<Record<string, number>> | undefined;
+}
+
+export interface OpenTargetSpec extends TargetCommon {
+  /** Open when left out. */
+  model?: 'open' | undefined;
   /** Mean requests per simulated second. */
   ratePerS: number;
-  arrival: Arrival;
-  /** Relative weights, e.g. {GET: 9, POST: 1}. */
-  mix: { GET: number; POST: number };
-  paths?: readonly string[] | undefined;
+  /** Poisson when left out. */
+  arrival?: Arrival | undefined;
 }
+
+export interface ClosedTargetSpec extends TargetCommon {
+  model: 'closed';
+  users: number;
+  /** Mean think time between a reply and the user's next request, simulated ms (exponential). */
+  thinkMs: number;
+}
+
+export type TargetSpec = OpenTargetSpec | ClosedTargetSpec;
+/** Another name of TargetSpec, as scenario files call it. */
+export type LoadTarget = TargetSpec;
 
 export type Send = (vm: string, request: IngressRequest) => Promise<IngressReply>;
 
-export interface OpenLoopOptions {
+export interface LoadRunnerOptions {
   clock: Clock;
-  rng: Rng;
+  /**
+   * Where each target's random streams come from (one per target and purpose); give one.
+   * With `streams` a target's draws depend only on the seed, its index and its VM.
+   */
+  streams?: RandomStreams | undefined;
+  /** A parent stream the targets' streams are seeded from. */
+  rng?: Rng | undefined;
   targets: readonly TargetSpec[];
-  /** Simulated ms during which arrivals are generated. */
+  /** Simulated ms during which requests are started. */
   durationMs: number;
   send: Send;
   /** Simulated ms from the intended send time after which a request counts as timed out. */
   timeoutMs?: number;
-  /** Per target: requests beyond this many outstanding are dropped, not sent. */
+  /** Per open target: requests beyond this many outstanding are dropped, not sent. */
   maxInFlight?: number;
+  /** Told about integrity failures (a read that returned what was never written). */
+  logger?: Logger;
 }
+export type OpenLoopOptions = LoadRunnerOptions;
 
 export interface StopOptions {
   /** Stop waiting for outstanding requests: they are counted as abandoned. */
@@ -82,13 +111,19 @@ export interface LatencySummary {
 
 export interface TargetSummary {
   vm: string;
-  arrival: Arrival;
-  ratePerS: number;
-  /** Intended arrivals so far: sent + dropped. */
+  model: LoadModel;
+  app: AppKind;
+  /** Open targets only. */
+  arrival?: Arrival;
+  ratePerS?: number;
+  /** Closed targets only. */
+  users?: number;
+  thinkMs?: number;
+  /** Requests meant to be sent so far: sent + dropped. */
   arrivals: number;
   sent: number;
   ok: number;
-  /** Error replies by code. */
+  /** Error replies by code; integrity failures count as VMSIM_ERR_IO. */
   errors: Record<string, number>;
   errorCount: number;
   timeouts: number;
@@ -97,18 +132,21 @@ export interface TargetSummary {
   dropped: number;
   abandoned: number;
   inFlight: number;
-  byOp: { GET: number; POST: number };
+  /** Requests sent, by op. */
+  byOp: Record<string, number>;
   /** Ok replies by HTTP status. */
   status: Record<string, number>;
   bytesSent: number;
   bytesReceived: number;
-  /** Arrivals per simulated second over the arrival window. */
+  /** Replies whose content was checked against what was written, and how many were wrong. */
+  integrity: { checked: number; failed: number };
+  /** Requests meant per simulated second over the run window. */
   offeredPerS: number;
   /** Ok replies per simulated second over the elapsed time. */
   okPerS: number;
-  /** Simulated ms, intended send time → completion, of ok replies. */
+  /** Simulated ms of ok replies: from the intended send time (open) or the send (closed). */
   latencyMs: LatencySummary;
-  /** How late the generator itself dispatched requests (simulated ms); large means a stalled client. */
+  /** How late the generator itself sent requests (simulated ms); large means a stalled client. */
   dispatchLagMs: { mean: number; max: number };
 }
 
@@ -137,6 +175,7 @@ export interface Summary {
 
 export interface ProgressTarget {
   vm: string;
+  model: LoadModel;
   sent: number;
   ok: number;
   errors: number;
@@ -153,15 +192,37 @@ export interface Progress {
   targets: ProgressTarget[];
 }
 
-interface TargetState {
-  readonly spec: TargetSpec;
-  readonly paths: readonly string[];
-  /** Separate streams, so request contents never shift the arrival times. */
-  readonly arrivalRng: Rng;
-  readonly requestRng: Rng;
-  readonly hist: Histogram;
+interface OpenState {
+  readonly ratePerS: number;
+  readonly arrival: Arrival;
+  readonly rng: Rng;
   nextTimer: TimerHandle | undefined;
   chainDone: boolean;
+}
+
+interface User {
+  readonly index: number;
+  timer: TimerHandle | undefined;
+  /** Waiting for its reply. */
+  busy: boolean;
+  done: boolean;
+}
+
+interface ClosedState {
+  readonly thinkMs: number;
+  readonly rng: Rng;
+  readonly users: User[];
+  live: number;
+}
+
+interface TargetState {
+  readonly vm: string;
+  readonly app: AppKind;
+  readonly source: RequestSource;
+  /** Exactly one of open and closed is set. */
+  readonly open: OpenState | undefined;
+  readonly closed: ClosedState | undefined;
+  readonly hist: Histogram;
   arrivals: number;
   sent: number;
   ok: number;
@@ -171,10 +232,12 @@ interface TargetState {
   dropped: number;
   abandoned: number;
   inFlight: number;
-  byOp: { GET: number; POST: number };
+  byOp: Record<string, number>;
   status: Map<number, number>;
   bytesSent: number;
   bytesReceived: number;
+  checked: number;
+  failed: number;
   latSumMs: number;
   latMaxMs: number;
   lagSumMs: number;
@@ -183,7 +246,10 @@ interface TargetState {
 
 interface Outstanding {
   readonly target: TargetState;
-  readonly intendedMs: number;
+  readonly pending: Pending;
+  /** Where latency and the timeout run from. */
+  readonly fromMs: number;
+  readonly user: User | undefined;
   timer: TimerHandle | undefined;
   /** Settled by its reply, its timeout or abandonment; whatever comes later is ignored. */
   settled: boolean;
@@ -192,10 +258,14 @@ interface Outstanding {
 
 const DEFAULT_TIMEOUT_MS = 5_000;
 const DEFAULT_MAX_IN_FLIGHT = 10_000;
+const MAX_USERS = 100_000;
+/** Integrity failures logged per target; the rest are only counted. */
+const LOGGED_FAILURES = 5;
 
-export class OpenLoop {
+export class LoadRunner {
   private readonly clock: Clock;
   private readonly send: Send;
+  private readonly logger: Logger | undefined;
   private readonly durationMs: number;
   private readonly timeoutMs: number;
   private readonly maxInFlight: number;
@@ -203,15 +273,19 @@ export class OpenLoop {
   private readonly outstanding = new Set<Outstanding>();
   private startMs = 0;
   private endMs = 0;
+  /** Closed users stop at the end of the window; this marks it. */
+  private windowTimer: TimerHandle | undefined;
+  private windowOver = false;
   private finishedAtMs: number | undefined;
   private started = false;
   private stopped = false;
   private runPromise: Promise<Summary> | undefined;
   private resolveRun: ((s: Summary) => void) | undefined;
 
-  constructor(opts: OpenLoopOptions) {
+  constructor(opts: LoadRunnerOptions) {
     this.clock = opts.clock;
     this.send = opts.send;
+    this.logger = opts.logger;
     this.durationMs = opts.durationMs;
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.maxInFlight = opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
@@ -223,20 +297,59 @@ export class OpenLoop {
       throw badConfig(`maxInFlight must be an integer >= 1, got ${this.maxInFlight}`);
     }
     if (opts.targets.length === 0) throw badConfig('no targets');
+    const { rng: parent, streams } = opts;
+    if (!streams && !parent) throw badConfig('give streams or rng');
+    const world = new World();
     this.targets = opts.targets.map((spec, i) => {
       checkTarget(spec, i);
-      // Sub-streams seeded from the parent: each target's draws do not depend on the
-      // order in which the clock interleaves the targets' events.
-      const base = `client-gen/${Math.floor(opts.rng.next() * 2 ** 32)}/${i}/${spec.vm}`;
+      // Streams per target and purpose: a target's draws do not depend on how the clock
+      // interleaves targets, and request contents never shift send times.
+      const base = streams
+        ? `client-gen/${i}/${spec.vm}`
+        : `client-gen/${Math.floor(parent!.next() * 2 ** 32)}/${i}/${spec.vm}`;
+      const stream = (purpose: string): Rng =>
+        streams ? streams.stream(`${base}/${purpose}`) : createRng(`${base}/${purpose}`);
+      const app = spec.app ?? 'web';
+      const closed = spec.model === LoadModel.CLOSED;
+      const source = createSource({
+        app,
+        vm: spec.vm,
+        mix: resolveMix(app, spec.mix),
+        options: spec,
+        opRng: stream('ops'),
+        contentRng: stream('requests'),
+        world,
+        targetIndex: i,
+        users: closed ? spec.users : undefined,
+      });
       return {
-        spec,
-        paths: spec.paths && spec.paths.length > 0 ? [...spec.paths] : DEFAULT_PATHS,
-        arrivalRng: createRng(`${base}/arrivals`),
-        requestRng: createRng(`${base}/requests`),
+        vm: spec.vm,
+        app,
+        source,
+        open: closed
+          ? undefined
+          : {
+              ratePerS: spec.ratePerS,
+              arrival: spec.arrival ?? Arrival.POISSON,
+              rng: stream('arrivals'),
+              nextTimer: undefined,
+              chainDone: false,
+            },
+        closed: closed
+          ? {
+              thinkMs: spec.thinkMs,
+              rng: stream('think'),
+              users: Array.from({ length: spec.users }, (_, index) => ({
+                index,
+                timer: undefined,
+                busy: false,
+                done: false,
+              })),
+              live: spec.users,
+            }
+          : undefined,
         // Microseconds of simulated time; 64-bit buckets so counts never overflow.
         hist: build({ bitBucketSize: 64, numberOfSignificantValueDigits: 3, autoResize: true, useWebAssembly: false }),
-        nextTimer: undefined,
-        chainDone: false,
         arrivals: 0,
         sent: 0,
         ok: 0,
@@ -246,10 +359,12 @@ export class OpenLoop {
         dropped: 0,
         abandoned: 0,
         inFlight: 0,
-        byOp: { GET: 0, POST: 0 },
+        byOp: Object.fromEntries(APP_OPS[app].map((op) => [op, 0])),
         status: new Map(),
         bytesSent: 0,
         bytesReceived: 0,
+        checked: 0,
+        failed: 0,
         latSumMs: 0,
         latMaxMs: 0,
         lagSumMs: 0,
@@ -258,7 +373,7 @@ export class OpenLoop {
     });
   }
 
-  /** Starts the arrivals; resolves once the duration has passed and nothing is outstanding. */
+  /** Starts the load; resolves once the duration has passed and nothing is outstanding. */
   run(): Promise<Summary> {
     if (this.runPromise) return this.runPromise;
     this.runPromise = new Promise<Summary>((resolve) => (this.resolveRun = resolve));
@@ -266,31 +381,45 @@ export class OpenLoop {
     this.startMs = this.clock.now();
     this.endMs = this.startMs + this.durationMs;
     if (this.stopped) {
-      for (const t of this.targets) t.chainDone = true;
+      this.endAll();
     } else {
-      for (const t of this.targets) this.scheduleArrival(t, this.firstArrival(t));
+      for (const t of this.targets) {
+        if (t.open) this.scheduleArrival(t, t.open, this.firstArrival(t.open));
+        if (t.closed) {
+          // Each user starts after a think, so N users do not all send at the first instant.
+          for (const u of t.closed.users) this.scheduleUser(t, u, this.startMs + this.think(t.closed));
+        }
+      }
+      if (this.targets.some((t) => t.closed)) {
+        this.windowTimer = this.clock.at(this.endMs, () => {
+          this.windowTimer = undefined;
+          this.windowOver = true;
+          this.maybeFinish();
+        });
+      }
     }
     this.maybeFinish();
     return this.runPromise;
   }
 
   /**
-   * Stops generating arrivals; outstanding requests still complete or time out unless
+   * Stops starting requests; outstanding requests still complete or time out unless
    * abandonInFlight is set. Safe to call more than once.
    */
   stop(opts: StopOptions = {}): void {
     if (!this.stopped) {
       this.stopped = true;
-      for (const t of this.targets) {
-        if (t.nextTimer) this.clock.cancel(t.nextTimer);
-        t.nextTimer = undefined;
-        t.chainDone = true;
-      }
+      this.endAll();
     }
     if (opts.abandonInFlight) {
       for (const o of [...this.outstanding]) {
         this.settle(o);
         o.target.abandoned++;
+        o.pending.gaveUp?.();
+        if (o.user) {
+          o.user.busy = false;
+          this.endUser(o.target, o.user);
+        }
       }
     }
     this.maybeFinish();
@@ -302,8 +431,8 @@ export class OpenLoop {
 
   summary(): Summary {
     const elapsedMs = this.elapsedMs();
-    const arrivalWindowS = Math.min(elapsedMs, this.durationMs) / 1000;
-    const targets = this.targets.map((t) => targetSummary(t, arrivalWindowS, elapsedMs / 1000));
+    const windowS = Math.min(elapsedMs, this.durationMs) / 1000;
+    const targets = this.targets.map((t) => targetSummary(t, windowS, elapsedMs / 1000));
     const sum = (f: (t: TargetSummary) => number): number => targets.reduce((a, t) => a + f(t), 0);
     return {
       startedAtMs: round3(this.startMs),
@@ -335,7 +464,8 @@ export class OpenLoop {
       durationMs: this.durationMs,
       done: this.done,
       targets: this.targets.map((t) => ({
-        vm: t.spec.vm,
+        vm: t.vm,
+        model: t.closed ? LoadModel.CLOSED : LoadModel.OPEN,
         sent: t.sent,
         ok: t.ok,
         errors: sumValues(t.errors),
@@ -352,66 +482,128 @@ export class OpenLoop {
     return (this.finishedAtMs ?? this.clock.now()) - this.startMs;
   }
 
-  private firstArrival(t: TargetState): number {
-    // A Poisson process is memoryless, so its first arrival is one gap after the start.
-    return t.spec.arrival === Arrival.POISSON ? this.startMs + t.arrivalRng.exp(1000 / t.spec.ratePerS) : this.startMs;
+  /** Cancels everything scheduled: no request starts after this. */
+  private endAll(): void {
+    this.windowOver = true;
+    if (this.windowTimer) this.clock.cancel(this.windowTimer);
+    this.windowTimer = undefined;
+    for (const t of this.targets) {
+      if (t.open) {
+        if (t.open.nextTimer) this.clock.cancel(t.open.nextTimer);
+        t.open.nextTimer = undefined;
+        t.open.chainDone = true;
+      }
+      for (const u of t.closed?.users ?? []) {
+        if (u.timer) this.clock.cancel(u.timer);
+        u.timer = undefined;
+        // A user waiting for its reply ends when the reply (or its timeout) comes.
+        if (!u.busy) this.endUser(t, u);
+      }
+    }
   }
 
-  private nextArrival(t: TargetState, prevMs: number): number {
-    if (t.spec.arrival === Arrival.POISSON) return prevMs + t.arrivalRng.exp(1000 / t.spec.ratePerS);
+  // Open targets.
+
+  private firstArrival(o: OpenState): number {
+    // A Poisson process is memoryless, so its first arrival is one gap after the start.
+    return o.arrival === Arrival.POISSON ? this.startMs + o.rng.exp(1000 / o.ratePerS) : this.startMs;
+  }
+
+  private nextArrival(t: TargetState, o: OpenState, prevMs: number): number {
+    if (o.arrival === Arrival.POISSON) return prevMs + o.rng.exp(1000 / o.ratePerS);
     // From the index rather than by adding gaps, so float error never adds up: exactly
     // rate × duration arrivals when that is a whole number.
-    return this.startMs + (t.arrivals * 1000) / t.spec.ratePerS;
+    return this.startMs + (t.arrivals * 1000) / o.ratePerS;
   }
 
   /** One timer per target at a time; each arrival schedules the next from its *intended* time. */
-  private scheduleArrival(t: TargetState, atMs: number): void {
+  private scheduleArrival(t: TargetState, o: OpenState, atMs: number): void {
     if (atMs < this.endMs) {
-      t.nextTimer = this.clock.at(atMs, () => this.onArrival(t, atMs));
+      o.nextTimer = this.clock.at(atMs, () => this.onArrival(t, o, atMs));
     } else {
       // The chain ends at the end of the window, so run() never resolves early.
-      t.nextTimer = this.clock.at(this.endMs, () => {
-        t.nextTimer = undefined;
-        t.chainDone = true;
+      o.nextTimer = this.clock.at(this.endMs, () => {
+        o.nextTimer = undefined;
+        o.chainDone = true;
         this.maybeFinish();
       });
     }
   }
 
-  private onArrival(t: TargetState, intendedMs: number): void {
-    t.nextTimer = undefined;
+  private onArrival(t: TargetState, o: OpenState, intendedMs: number): void {
+    o.nextTimer = undefined;
     if (this.stopped) return;
     t.arrivals++;
-    this.dispatch(t, intendedMs);
-    this.scheduleArrival(t, this.nextArrival(t, intendedMs));
+    if (t.inFlight >= this.maxInFlight) t.dropped++;
+    else this.dispatch(t, intendedMs, intendedMs, undefined);
+    this.scheduleArrival(t, o, this.nextArrival(t, o, intendedMs));
   }
 
-  private dispatch(t: TargetState, intendedMs: number): void {
-    if (t.inFlight >= this.maxInFlight) {
-      t.dropped++;
+  // Closed targets.
+
+  private think(c: ClosedState): number {
+    return c.thinkMs > 0 ? c.rng.exp(c.thinkMs) : 0;
+  }
+
+  /** The user's next request at atMs, unless that is past the window. */
+  private scheduleUser(t: TargetState, u: User, atMs: number): void {
+    if (this.stopped || atMs >= this.endMs) {
+      this.endUser(t, u);
       return;
     }
-    const request = makeRequest(t.requestRng, t.spec.mix, t.paths);
+    u.timer = this.clock.at(atMs, () => {
+      u.timer = undefined;
+      if (this.stopped) {
+        this.endUser(t, u);
+        this.maybeFinish();
+        return;
+      }
+      t.arrivals++;
+      // Latency runs from the actual send: a closed user never meant to send earlier.
+      u.busy = true;
+      this.dispatch(t, this.clock.now(), atMs, u);
+    });
+  }
+
+  private afterRequest(t: TargetState, u: User): void {
+    u.busy = false;
+    if (u.done) return;
+    this.scheduleUser(t, u, this.clock.now() + this.think(t.closed!));
+  }
+
+  private endUser(t: TargetState, u: User): void {
+    if (u.done) return;
+    u.done = true;
+    t.closed!.live--;
+  }
+
+  // Requests.
+
+  private dispatch(t: TargetState, fromMs: number, intendedMs: number, user: User | undefined): void {
+    const pending = t.source.next(user?.index);
+    const { request } = pending;
     const lag = Math.max(0, this.clock.now() - intendedMs);
     t.lagSumMs += lag;
     t.lagMaxMs = Math.max(t.lagMaxMs, lag);
     t.sent++;
     t.inFlight++;
-    t.byOp[request.op]++;
+    t.byOp[request.op] = (t.byOp[request.op] ?? 0) + 1;
     t.bytesSent += request.bytes;
-    const o: Outstanding = { target: t, intendedMs, timer: undefined, settled: false, timedOut: false };
+    const o: Outstanding = { target: t, pending, fromMs, user, timer: undefined, settled: false, timedOut: false };
     this.outstanding.add(o);
-    o.timer = this.clock.at(intendedMs + this.timeoutMs, () => {
+    o.timer = this.clock.at(fromMs + this.timeoutMs, () => {
       o.timer = undefined;
       if (o.settled) return;
       this.settle(o);
       o.timedOut = true;
       t.timeouts++;
+      pending.gaveUp?.();
+      if (user) this.afterRequest(t, user);
       this.maybeFinish();
     });
     let reply: Promise<IngressReply>;
     try {
-      reply = this.send(t.spec.vm, request);
+      reply = this.send(t.vm, request);
     } catch (e) {
       reply = Promise.reject(e);
     }
@@ -428,21 +620,40 @@ export class OpenLoop {
   private onReply(o: Outstanding, reply: IngressReply): void {
     const t = o.target;
     if (o.settled) {
-      if (o.timedOut) t.late++;
+      if (o.timedOut) {
+        t.late++;
+        o.pending.late?.(reply);
+      }
       return;
     }
     this.settle(o);
     if (reply.ok) {
-      const latencyMs = Math.max(0, this.clock.now() - o.intendedMs);
-      t.ok++;
-      t.status.set(reply.status, (t.status.get(reply.status) ?? 0) + 1);
-      t.bytesReceived += reply.bytes;
-      t.hist.recordValue(Math.round(latencyMs * 1000));
-      t.latSumMs += latencyMs;
-      t.latMaxMs = Math.max(t.latMaxMs, latencyMs);
+      const verdict = o.pending.ok?.(reply);
+      if (verdict?.checked) t.checked++;
+      if (verdict?.checked && verdict.problem !== undefined) {
+        // The server said ok but returned what was never written: an integrity failure.
+        t.failed++;
+        t.errors.set(ErrorCode.IO, (t.errors.get(ErrorCode.IO) ?? 0) + 1);
+        if (t.failed <= LOGGED_FAILURES) {
+          this.logger?.warn(
+            { vm: t.vm, app: t.app, op: o.pending.request.op, code: ErrorCode.IO, problem: verdict.problem },
+            'integrity failure',
+          );
+        }
+      } else {
+        const latencyMs = Math.max(0, this.clock.now() - o.fromMs);
+        t.ok++;
+        t.status.set(reply.status, (t.status.get(reply.status) ?? 0) + 1);
+        t.bytesReceived += reply.bytes;
+        t.hist.recordValue(Math.round(latencyMs * 1000));
+        t.latSumMs += latencyMs;
+        t.latMaxMs = Math.max(t.latMaxMs, latencyMs);
+      }
     } else {
       t.errors.set(reply.code, (t.errors.get(reply.code) ?? 0) + 1);
+      o.pending.error?.(reply.code);
     }
+    if (o.user) this.afterRequest(t, o.user);
     this.maybeFinish();
   }
 
@@ -456,45 +667,20 @@ export class OpenLoop {
 
   private maybeFinish(): void {
     if (!this.started || this.finishedAtMs !== undefined) return;
-    if (this.outstanding.size > 0 || !this.targets.every((t) => t.chainDone)) return;
+    if (this.outstanding.size > 0) return;
+    for (const t of this.targets) {
+      if (t.open && !t.open.chainDone) return;
+      if (t.closed && !(this.windowOver && t.closed.live === 0)) return;
+    }
     this.finishedAtMs = this.clock.now();
     this.resolveRun?.(this.summary());
   }
 }
 
-/** One request as a browser-ish client would send it. */
-export function makeRequest(
-  rng: Rng,
-  mix: { GET: number; POST: number },
-  paths: readonly string[] = DEFAULT_PATHS,
-): IngressRequest {
-  // GET when the draw lands in the GET share; a zero weight can never be drawn.
-  const isPost = rng.next() * (mix.GET + mix.POST) >= mix.GET;
-  const headers = uniformInt(rng, HEADER_BYTES.min, HEADER_BYTES.max);
-  if (!isPost) return { app: 'web', op: 'GET', path: rng.pick(paths), bytes: headers };
-  const body = randomBytes(rng, uniformInt(rng, POST_BODY_BYTES.min, POST_BODY_BYTES.max));
-  return { app: 'web', op: 'POST', path: rng.pick(POST_PATHS), bytes: body.length + headers, body };
-}
+/** The former name of LoadRunner, kept for its callers: it runs closed targets too. */
+export class OpenLoop extends LoadRunner {}
 
-/** Integer uniform in [min, max]. */
-function uniformInt(rng: Rng, min: number, max: number): number {
-  return min + rng.int(max - min + 1);
-}
-
-function randomBytes(rng: Rng, n: number): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(n);
-  // Four bytes per draw: bodies are up to 8 KiB and drawn at every POST.
-  for (let i = 0; i < n; i += 4) {
-    let w = Math.floor(rng.next() * 4294967296);
-    for (let k = 0; k < 4 && i + k < n; k++) {
-      out[i + k] = w & 0xff;
-      w >>>= 8;
-    }
-  }
-  return out;
-}
-
-function targetSummary(t: TargetState, arrivalWindowS: number, elapsedS: number): TargetSummary {
+function targetSummary(t: TargetState, windowS: number, elapsedS: number): TargetSummary {
   const h = t.hist;
   // HDR answers with the top of a value's bucket (3 significant digits); no percentile
   // can be above the exact max.
@@ -502,9 +688,11 @@ function targetSummary(t: TargetState, arrivalWindowS: number, elapsedS: number)
     h.totalCount > 0 ? round3(Math.min(h.getValueAtPercentile(p) / 1000, t.latMaxMs)) : 0;
   const errorCount = sumValues(t.errors);
   return {
-    vm: t.spec.vm,
-    arrival: t.spec.arrival,
-    ratePerS: t.spec.ratePerS,
+    vm: t.vm,
+    model: t.closed ? LoadModel.CLOSED : LoadModel.OPEN,
+    app: t.app,
+    ...(t.open ? { arrival: t.open.arrival, ratePerS: t.open.ratePerS } : {}),
+    ...(t.closed ? { users: t.closed.users.length, thinkMs: t.closed.thinkMs } : {}),
     arrivals: t.arrivals,
     sent: t.sent,
     ok: t.ok,
@@ -519,7 +707,8 @@ function targetSummary(t: TargetState, arrivalWindowS: number, elapsedS: number)
     status: Object.fromEntries([...t.status.entries()].sort(([a], [b]) => a - b).map(([k, v]) => [String(k), v])),
     bytesSent: t.bytesSent,
     bytesReceived: t.bytesReceived,
-    offeredPerS: arrivalWindowS > 0 ? round3(t.arrivals / arrivalWindowS) : 0,
+    integrity: { checked: t.checked, failed: t.failed },
+    offeredPerS: windowS > 0 ? round3(t.arrivals / windowS) : 0,
     okPerS: elapsedS > 0 ? round3(t.ok / elapsedS) : 0,
     latencyMs: {
       count: h.totalCount,
@@ -549,19 +738,26 @@ function badConfig(message: string): VmsimError {
   return new VmsimError(ErrorCode.CONFIG, message);
 }
 
+/** Checks a target given in code (config.ts checks the same things with field paths). */
 function checkTarget(spec: TargetSpec, i: number): void {
   const where = `target ${i} (${spec.vm})`;
   if (!spec.vm) throw badConfig(`target ${i}: vm is empty`);
-  if (!(Number.isFinite(spec.ratePerS) && spec.ratePerS > 0))
-    throw badConfig(`${where}: ratePerS must be > 0, got ${spec.ratePerS}`);
-  if (spec.arrival !== Arrival.POISSON && spec.arrival !== Arrival.CONSTANT) {
-    throw badConfig(`${where}: arrival must be 'poisson' or 'constant', got ${String(spec.arrival)}`);
+  if (spec.model === LoadModel.CLOSED) {
+    if (!(Number.isInteger(spec.users) && spec.users >= 1 && spec.users <= MAX_USERS))
+      throw badConfig(`${where}: users must be an integer in [1, ${MAX_USERS}], got ${spec.users}`);
+    if (!(Number.isFinite(spec.thinkMs) && spec.thinkMs >= 0))
+      throw badConfig(`${where}: thinkMs must be >= 0, got ${spec.thinkMs}`);
+  } else {
+    if (spec.model !== undefined && spec.model !== LoadModel.OPEN)
+      throw badConfig(`${where}: model must be 'open' or 'closed', got ${String(spec.model)}`);
+    if (!(Number.isFinite(spec.ratePerS) && spec.ratePerS > 0))
+      throw badConfig(`${where}: ratePerS must be > 0, got ${spec.ratePerS}`);
+    if (spec.arrival !== undefined && spec.arrival !== Arrival.POISSON && spec.arrival !== Arrival.CONSTANT) {
+      throw badConfig(`${where}: arrival must be 'poisson' or 'constant', got ${String(spec.arrival)}`);
+    }
   }
-  const { GET, POST } = spec.mix;
-  if (!(Number.isFinite(GET) && GET >= 0 && Number.isFinite(POST) && POST >= 0 && GET + POST > 0)) {
-    throw badConfig(`${where}: mix weights must be >= 0 and not both 0, got GET=${GET} POST=${POST}`);
-  }
-  for (const p of spec.paths ?? []) {
-    if (!p.startsWith('/')) throw badConfig(`${where}: path "${p}" must start with '/'`);
+  const problems = appProblems(spec.app ?? 'web', spec.mix, spec);
+  if (problems.length > 0) {
+    throw badConfig(`${where}: ${problems.map((p) => `${p.path.join('.')}: ${p.message}`).join('; ')}`);
   }
 }

@@ -12,14 +12,15 @@ import {
 } from '@vmsim/shared';
 import { createBusSender } from './bus-sender.ts';
 import { ClientGenEnv } from './config.ts';
-import { OpenLoop } from './load.ts';
+import { LoadRunner } from './load.ts';
 
 /** Wall ms given to outstanding requests after a signal before they are abandoned. */
 const STOP_GRACE_WALL_MS = 3_000;
 
 /**
- * Composition root: config from the environment, one bus connection, one open loop on a
- * real clock. Logs progress, then the summary as one JSON line (msg "summary"); exit code.
+ * Composition root: config from the environment, one bus connection, one load runner
+ * (open and closed targets) on a real clock. Logs progress, then the summary as one JSON
+ * line (msg "summary"); exit code.
  */
 export async function main(env: Record<string, string | undefined> = process.env): Promise<number> {
   let cfg: ClientGenEnv;
@@ -51,14 +52,15 @@ export async function main(env: Record<string, string | undefined> = process.env
   // NATS times out in wall time, a little after the load's own timeout, so that a slow
   // reply is counted as a timeout by the load rather than as an error by the bus.
   const busTimeoutWallMs = Math.ceil(clock.toWall(cfg.VMSIM_REQUEST_TIMEOUT_MS) * 1.1 + 100);
-  const loop = new OpenLoop({
+  const loop = new LoadRunner({
     clock,
-    rng: new RandomStreams(cfg.VMSIM_SEED).stream('client-gen'),
+    streams: new RandomStreams(cfg.VMSIM_SEED),
     targets: cfg.VMSIM_LOAD,
     durationMs: cfg.VMSIM_DURATION_MS,
     timeoutMs: cfg.VMSIM_REQUEST_TIMEOUT_MS,
     maxInFlight: cfg.VMSIM_MAX_IN_FLIGHT,
     send: createBusSender(nc, ns, cfg.VMSIM_HOST, { timeoutMs: busTimeoutWallMs }),
+    logger,
   });
   logger.info(
     {
@@ -94,7 +96,7 @@ export async function main(env: Record<string, string | undefined> = process.env
   return 0;
 }
 
-function logProgress(logger: Logger, loop: OpenLoop, lag: LagMonitor): void {
+function logProgress(logger: Logger, loop: LoadRunner, lag: LagMonitor): void {
   const p = loop.snapshot();
   logger.info(
     {

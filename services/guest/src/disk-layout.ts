@@ -4,6 +4,7 @@
  *   [1 MiB, 16 MiB)     application files, one 1 MiB slot each
  *   [16 MiB, 32 MiB)    application data (uploads ring)
  *   [32 MiB, 128 MiB)   the OS image that boot stages read
+ *   [128 MiB, end)      the application's own data area (db log, mail spool, files)
  */
 export const MiB = 1024 * 1024;
 export const SUPERBLOCK_OFFSET = 0;
@@ -41,3 +42,6 @@ export function digest(data: Uint8Array, seed = 0x811c9dc5): number {
 export function hex(n: number): string {
   return n.toString(16).padStart(8, '0');
 }
+
+/** Where applications that keep data (db, mail, file, game saves) start their own area. */
+export const APP_DATA_OFFSET = 128 * MiB;

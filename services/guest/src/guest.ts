@@ -1,4 +1,4 @@
-import type { Clock, Logger, Msg, NatsConnection, Namespace, Subscription, GuestStatus } from '@vmsim/shared';
+import type { AppKind, Clock, Logger, Msg, NatsConnection, Namespace, Subscription, GuestStatus } from '@vmsim/shared';
 import {
   ErrorCode,
   GuestControl,
@@ -24,10 +24,10 @@ import {
 } from './disk-layout.ts';
 import type { HypercallClient } from './hypercalls.ts';
 import type { OsProfile } from './os-profiles.ts';
-import { WebApp } from './web-app.ts';
+import type { ServerApp } from './app.ts';
 
 export interface GuestSpec {
-  app: 'web';
+  app: AppKind;
   os: OsProfile['name'];
   vcpus: number;
   memoryMiB: number;
@@ -42,6 +42,7 @@ export interface GuestDeps {
   spec: GuestSpec;
   os: OsProfile;
   machine: HypercallClient;
+  app: ServerApp;
   clock: Clock;
   logger: Logger;
   /** Called when the guest has powered itself off (ACPI shutdown). */
@@ -57,7 +58,7 @@ const BOOT_READ = 256 * 1024;
  */
 export class Guest {
   private readonly d: GuestDeps;
-  private readonly app: WebApp;
+  private readonly app: ServerApp;
   private readonly subs: Subscription[] = [];
   private readonly lag = new LagMonitor();
   private heartbeatTimer: NodeJS.Timeout | undefined;
@@ -69,7 +70,7 @@ export class Guest {
 
   private constructor(deps: GuestDeps) {
     this.d = deps;
-    this.app = new WebApp(deps.machine, deps.os);
+    this.app = deps.app;
     this.startedAt = performance.now();
   }
 
@@ -111,17 +112,19 @@ export class Guest {
       logger.debug({ stage: stage.name, simMs: clock.now() - t0 }, 'boot stage done');
     }
     const sb = await machine.read(disk.index, SUPERBLOCK_OFFSET, 4096);
-    if (!isFormatted(sb, spec.app)) {
-      this.status({
-        phase: 'booting',
-        stage: 'install',
-        progress: 0.95,
-        reason: `first boot: installing the ${spec.app} server`,
-      });
-      const bytes = await this.app.install(disk.index);
+    const fresh = !isFormatted(sb, spec.app);
+    this.status({
+      phase: 'booting',
+      stage: fresh ? 'install' : 'app-start',
+      progress: 0.95,
+      reason: fresh ? `first boot: installing the ${spec.app} server` : `starting the ${spec.app} server`,
+    });
+    await this.app.start(fresh);
+    if (fresh) {
+      // The superblock goes last: an install cut short is redone on the next boot.
       await machine.write(disk.index, SUPERBLOCK_OFFSET, superblock(spec.app));
       await machine.flush(disk.index);
-      logger.info({ bytes }, 'application installed on the virtual disk');
+      logger.info('application installed on the virtual disk');
     }
     await this.startServing();
     const bootMs = clock.now() - t0;
@@ -157,7 +160,7 @@ export class Guest {
       this.served++;
       this.d.nc.publish(vnicTxSubject(this.d.ns, this.d.vm), encode({ cid: rx.cid, res }));
     };
-    this.app.handle(rx.req, 0).then(reply, (e: unknown) => {
+    this.app.handle(rx.req).then(reply, (e: unknown) => {
       const ve = toVmsimError(e);
       this.d.logger.warn({ code: ve.code, err: ve.message }, 'request failed');
       reply(errorReply(ve.code === ErrorCode.INTERNAL ? ErrorCode.IO : ve.code, ve.message));
@@ -184,6 +187,7 @@ export class Guest {
           lagMs: this.lag.sample().p99Ms,
           served: this.served,
           inFlight: this.inFlight,
+          app: this.app.figures(),
         }),
       );
     };
@@ -199,6 +203,7 @@ export class Guest {
     const deadline = Date.now() + 5_000;
     while (this.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     try {
+      await this.app.stop();
       await this.d.machine.flush(0);
     } catch (e) {
       this.d.logger.warn({ err: (e as Error).message }, 'flush at shutdown failed');

@@ -13,13 +13,15 @@ import {
   namespace,
   validate,
   GUEST_OSES,
+  APP_KINDS,
 } from '@vmsim/shared';
+import { createApp } from './apps.ts';
 import { Guest } from './guest.ts';
 import { HypercallClient } from './hypercalls.ts';
 import { OS_PROFILES } from './os-profiles.ts';
 
 const Spec = z.object({
-  app: z.literal('web'),
+  app: z.enum(APP_KINDS),
   os: z.enum(GUEST_OSES),
   vcpus: z.number().int().min(1),
   memoryMiB: z.number().int().min(1),
@@ -52,14 +54,19 @@ async function main(): Promise<void> {
   });
   life.onStop('drain bus', () => nc.drain());
   const machine = new HypercallClient(nc, hypercallSubject(ns, cfg.VMSIM_VM), cfg.VMSIM_HYPERCALL_TIMEOUT_MS);
+  const clock = new RealClock(cfg.VMSIM_TIME_SCALE);
+  const os = OS_PROFILES[spec.os];
+  const disk = spec.disks[0]!;
+  const app = createApp(spec.app, { machine, os, clock, logger, disk: disk.index, diskBytes: disk.sizeBytes });
   const guest = Guest.create({
     nc,
     ns,
     vm: cfg.VMSIM_VM,
     spec,
-    os: OS_PROFILES[spec.os],
+    os,
     machine,
-    clock: new RealClock(cfg.VMSIM_TIME_SCALE),
+    app,
+    clock,
     logger,
     onPowerOff: (reason) => void life.stop(`power off: ${reason}`).then(() => process.exit(0)),
   });

@@ -1,6 +1,7 @@
-import type { IngressReply, Rng } from '@vmsim/shared';
+import type { IngressReply, IngressRequest, Rng } from '@vmsim/shared';
 import { ErrorCode, createRng, errorReply } from '@vmsim/shared';
 import { DATA_BYTES, DATA_OFFSET, FILES_OFFSET, FILE_SLOT, digest, hex } from './disk-layout.ts';
+import type { AppContext, ServerApp } from './app.ts';
 import type { Machine } from './hypercalls.ts';
 import type { OsProfile } from './os-profiles.ts';
 
@@ -53,33 +54,40 @@ export function fileContent(file: WebFile): Uint8Array {
 export type WebRequestIn = { op: 'GET' | 'POST'; path: string; bytes: number; body?: Uint8Array | undefined };
 
 /** A web server: GET reads files from the virtual disk, POST stores bodies on it. */
-export class WebApp {
+export class WebApp implements ServerApp {
   readonly footprintMiB = 64;
   private readonly m: Machine;
   private readonly os: OsProfile;
+  private readonly disk: number;
   private readonly files = new Map<string, { file: WebFile; offset: number }>();
   private uploadSlot = 0;
+  private served = 0;
 
-  constructor(machine: Machine, os: OsProfile) {
-    this.m = machine;
-    this.os = os;
+  constructor(ctx: Pick<AppContext, 'machine' | 'os' | 'disk'>) {
+    this.m = ctx.machine;
+    this.os = ctx.os;
+    this.disk = ctx.disk;
     WEB_FILES.forEach((f, i) => this.files.set(f.path, { file: f, offset: FILES_OFFSET + i * FILE_SLOT }));
     this.files.set('/', this.files.get('/index.html')!);
   }
 
-  /** Writes the site onto a fresh disk (first boot). */
-  async install(disk: number): Promise<number> {
-    let bytes = 0;
-    for (const [i, f] of WEB_FILES.entries()) {
-      const content = fileContent(f);
-      await this.m.write(disk, FILES_OFFSET + i * FILE_SLOT, content);
-      bytes += content.length;
-    }
-    return bytes;
+  /** Writes the site onto a fresh disk (first boot); a used disk already holds it. */
+  async start(fresh: boolean): Promise<void> {
+    if (!fresh) return;
+    for (const [i, f] of WEB_FILES.entries())
+      await this.m.write(this.disk, FILES_OFFSET + i * FILE_SLOT, fileContent(f));
   }
 
-  async handle(req: WebRequestIn, disk = 0): Promise<IngressReply> {
-    return req.op === 'GET' ? this.get(req.path, disk) : this.post(req, disk);
+  async stop(): Promise<void> {}
+
+  figures(): Record<string, number> {
+    return { served: this.served, uploads: this.uploadSlot };
+  }
+
+  async handle(req: IngressRequest): Promise<IngressReply> {
+    if (req.app !== 'web') return errorReply(ErrorCode.SCHEMA, `this VM runs a web server, not ${req.app}`);
+    this.served++;
+    return req.op === 'GET' ? this.get(req.path, this.disk) : this.post(req, this.disk);
   }
 
   private async get(path: string, disk: number): Promise<IngressReply> {

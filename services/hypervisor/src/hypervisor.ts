@@ -208,6 +208,7 @@ export class Hypervisor {
     if (this.stopping) return;
     this.stopping = true;
     for (const t of this.timers) clearInterval(t);
+    for (const rec of this.vms.values()) clearTimeout(rec.restartTimer);
     for (const s of this.subs.splice(0)) s.unsubscribe();
     const exits: Promise<void>[] = [];
     for (const rec of this.vms.values()) {
@@ -317,6 +318,7 @@ export class Hypervisor {
     if (ACTIVE_STATES.includes(rec.state)) {
       throw new VmsimError(ErrorCode.BAD_STATE, `cannot undefine VM ${name}: it is ${rec.state}; destroy it first`);
     }
+    clearTimeout(rec.restartTimer);
     this.vms.delete(name);
     this.allocator.release(rec.disk.extents);
     this.store.save(this.vms.values());
@@ -411,6 +413,44 @@ export class Hypervisor {
     }
     rec.pid = null;
     this.release(rec);
+    if (rec.state === 'crashed') this.applyCrashPolicy(rec);
+  }
+
+  /** libvirt's on_crash: restart with exponential backoff (failed past the limit), destroy, or preserve. */
+  private applyCrashPolicy(rec: VmRecord): void {
+    const name = rec.def.name;
+    const policy = rec.def.crashPolicy;
+    if (policy === 'preserve') return;
+    if (policy === 'destroy') {
+      this.transition(rec, 'destroy', `crash policy destroy after: ${rec.reason}`);
+      return;
+    }
+    const now = Date.now();
+    rec.crashTimes = rec.crashTimes.filter((t) => now - t < rec.def.restartWindowMs);
+    rec.crashTimes.push(now);
+    if (rec.crashTimes.length > rec.def.maxRestarts) {
+      this.transition(
+        rec,
+        'fail',
+        `crashed ${rec.crashTimes.length} times within ${rec.def.restartWindowMs} ms (at most ${rec.def.maxRestarts} restarts): giving up`,
+      );
+      return;
+    }
+    const delayMs = Math.min(30_000, 500 * 2 ** (rec.crashTimes.length - 1));
+    this.log.info(
+      { vm: name, delayMs, attempt: rec.crashTimes.length },
+      `vm ${name}: restart in ${delayMs} ms (crash policy)`,
+    );
+    clearTimeout(rec.restartTimer);
+    rec.restartTimer = setTimeout(() => {
+      rec.restartTimer = undefined;
+      if (rec.state !== 'crashed' || this.stopping) return;
+      rec.restarts++;
+      this.startVm(name, `crash policy restart #${rec.restarts} after ${delayMs} ms backoff`).catch((e: unknown) => {
+        this.log.error({ vm: name, err: (e as Error).message }, 'restart failed');
+        rec.reason = `restart failed: ${(e as Error).message}`;
+      });
+    }, delayMs);
   }
 
   /** Gives back what an inactive VM held: memory, queued device work, client connections. */
@@ -431,10 +471,13 @@ export class Hypervisor {
 
   /** Ends a guest process from the hypervisor's side (destroy, watchdog, forced shutdown). */
   private powerOff(rec: VmRecord, cmd: 'destroy' | 'crash', reason: string): void {
+    clearTimeout(rec.restartTimer);
+    rec.restartTimer = undefined;
     rec.expectExit = true;
     if (rec.proc && rec.proc.exitCode === null) rec.proc.kill('SIGKILL');
     this.transition(rec, cmd, reason);
     if (!rec.proc) this.release(rec);
+    if (cmd === 'crash') this.applyCrashPolicy(rec);
   }
 
   shutdownVm(name: string, timeoutMs = this.cfg.shutdownTimeoutMs): VmInfo {
@@ -505,6 +548,7 @@ export class Hypervisor {
       if (hb.pid !== rec.pid) return;
       rec.lastHeartbeatWallMs = Date.now();
       rec.guestLagMs = hb.lagMs;
+      rec.appFigures = hb.app;
     } catch (e) {
       this.log.warn({ vm: rec.def.name, err: (e as Error).message }, 'bad heartbeat');
     }

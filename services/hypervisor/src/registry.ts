@@ -30,11 +30,16 @@ export interface VmRecord {
   bootMs: number | null;
   lastHeartbeatWallMs: number | null;
   guestLagMs: number | null;
+  appFigures: Record<string, number>;
   /** Why the guest said it failed, kept for the crash event. */
   guestReason: string | undefined;
   /** Set when the hypervisor itself ends the process, so its exit is not a crash. */
   expectExit: boolean;
   shutdownTimer: NodeJS.Timeout | undefined;
+  /** A restart the crash policy has scheduled. */
+  restartTimer: NodeJS.Timeout | undefined;
+  /** Wall times of recent crashes, for the restart limit. */
+  crashTimes: number[];
   hypercalls: { total: number; rejected: number; byOp: Record<string, OpFigures> };
   net: { requests: number; replies: number; dropped: number; rxBytes: number; txBytes: number; waitMs: number };
 }
@@ -55,9 +60,12 @@ export function newRecord(def: VmDefinition, uuid: string, definedAt: number, ex
     bootMs: null,
     lastHeartbeatWallMs: null,
     guestLagMs: null,
+    appFigures: {},
     guestReason: undefined,
     expectExit: false,
     shutdownTimer: undefined,
+    restartTimer: undefined,
+    crashTimes: [],
     hypercalls: { total: 0, rejected: 0, byOp: {} },
     net: { requests: 0, replies: 0, dropped: 0, rxBytes: 0, txBytes: 0, waitMs: 0 },
   };
@@ -92,6 +100,7 @@ export function toInfo(rec: VmRecord, nowWallMs: number): VmInfo {
     guestLagMs: rec.guestLagMs,
     disks: [{ index: 0, sizeBytes: rec.disk.sizeBytes, extents: [...rec.disk.extents] }],
     hypercalls: structuredClone(rec.hypercalls),
+    app: { ...rec.appFigures },
     net: { ...rec.net },
   };
 }

@@ -11,6 +11,8 @@ export const Heartbeat = z.object({
   lagMs: z.number().min(0),
   served: z.number().int().min(0),
   inFlight: z.number().int().min(0),
+  /** The application's own figures (e.g. a game's tick lateness). */
+  app: z.record(z.string(), z.number()).default({}),
 });
 export type Heartbeat = z.infer<typeof Heartbeat>;
 

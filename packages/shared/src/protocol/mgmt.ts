@@ -5,8 +5,9 @@ import { VM_STATES } from './lifecycle-states.ts';
 import { ErrorReply } from './reply.ts';
 
 /** The hypervisor's management API (what virsh talks to), one subject per operation. */
-export const APPS = ['web'] as const;
+export const APPS = ['web', 'mail', 'db', 'file', 'game'] as const;
 export const GUEST_OSES = ['linux', 'windows', 'bsd'] as const;
+export const CRASH_POLICIES = ['restart', 'destroy', 'preserve'] as const;
 
 export const VmName = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "a VM name is 1-64 letters, digits, '-' or '_'");
 
@@ -29,6 +30,14 @@ export const VmDefinition = z.object({
     .default(4),
   /** Relative weight under the `fair` policy (cgroup cpu.weight's scale: default 100). */
   shares: z.number().int().min(1).max(10000).default(100),
+  /**
+   * What happens when the guest crashes (libvirt's on_crash): `restart` with exponential
+   * backoff, `destroy` (power off, state stopped), or `preserve` (stay crashed for inspection).
+   */
+  crashPolicy: z.enum(CRASH_POLICIES).default('preserve'),
+  /** Restarts allowed within `restartWindowMs` before the VM is marked failed (as Proxmox HA's max_restart). */
+  maxRestarts: z.number().int().min(0).max(100).default(3),
+  restartWindowMs: z.number().int().min(1000).max(86_400_000).default(600_000),
 });
 export type VmDefinition = z.infer<typeof VmDefinition>;
 export type VmDefinitionInput = z.input<typeof VmDefinition>;
@@ -66,6 +75,8 @@ export const VmInfo = z.object({
   guestLagMs: z.number().nullable(),
   disks: z.array(z.object({ index: z.number().int(), sizeBytes: z.number().int(), extents: z.array(Extent) })),
   hypercalls: z.object({ total: z.number().int(), rejected: z.number().int(), byOp: z.record(z.string(), OpStats) }),
+  /** Figures the guest's application reports (tick lateness, queue lengths, commit batches…). */
+  app: z.record(z.string(), z.number()),
   net: z.object({
     requests: z.number().int(),
     replies: z.number().int(),

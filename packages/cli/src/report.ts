@@ -1,0 +1,311 @@
+import type { HostInfo, VmInfo } from '@vmsim/shared';
+import type { Scenario } from './scenario.ts';
+
+/** What the load generator measured for one VM (a subset of client-gen's target summary). */
+export interface MeasuredTarget {
+  vm: string;
+  model: 'open' | 'closed';
+  sent: number;
+  ok: number;
+  errorCount: number;
+  errors: Record<string, number>;
+  timeouts: number;
+  okPerS: number;
+  latencyMs: { p50: number; p90: number; p99: number; max: number; mean: number; count: number };
+}
+
+export interface SloResult {
+  vm: string;
+  metric: 'p99Ms' | 'errorRate';
+  threshold: number;
+  actual: number;
+  pass: boolean;
+}
+
+export interface VmReport {
+  name: string;
+  app: string;
+  os: string;
+  vcpus: number;
+  memoryMiB: number;
+  shares: number;
+  pid: number | null;
+  state: string;
+  reason: string;
+  restarts: number;
+  bootMs: number | null;
+  /** Requests the clients sent during the run. */
+  requests: number;
+  /** Error replies plus timeouts. */
+  errors: number;
+  errorsByCode: Record<string, number>;
+  timeouts: number;
+  /** Hypercalls the guest made during the run. */
+  hypercalls: number;
+  hypercallsByOp: Record<string, number>;
+  /** Simulated ms this VM's device requests waited behind other VMs' (ready/steal time), during the run. */
+  queueWaitMs: number;
+  throughputPerS: number;
+  latencyMs: { p50: number; p90: number; p99: number; max: number; mean: number };
+  load: { model: 'open' | 'closed' } | null;
+  /** The application's own figures (tick lateness, commit batches…). */
+  appFigures: Record<string, number>;
+}
+
+export interface RealCpu {
+  cores: number;
+  wallSeconds: number;
+  cpuSeconds: number;
+  /** Share of the whole machine (all cores) the stack used while the load ran. */
+  busyPct: number;
+  byProcess: Record<string, number>;
+}
+
+export interface Fidelity {
+  maxEventLoopLagMs: number;
+  lagBySvc: Record<string, number>;
+  degraded: boolean;
+  reasons: string[];
+}
+
+export interface Report {
+  scenario: string;
+  description: string;
+  seed: number | string;
+  startedAt: string;
+  finishedAt: string;
+  durationMs: number;
+  host: {
+    hypervisor: string;
+    scheduler: string;
+    timeScale: number;
+    profile: string;
+    overcommit: number;
+    cores: number;
+    mhz: number;
+    memoryMiB: number;
+  };
+  verdict: 'pass' | 'fail';
+  slo: SloResult[];
+  vms: VmReport[];
+  fidelity: Fidelity;
+  realCpu: RealCpu;
+}
+
+const round = (x: number, d = 3) => Math.round(x * 10 ** d) / 10 ** d;
+
+function sumWait(v: VmInfo): number {
+  return Object.values(v.hypercalls.byOp).reduce((s, f) => s + f.waitMs, 0) + v.net.waitMs;
+}
+
+/** Builds the report from what the run measured, and evaluates the scenario's SLOs. */
+export function buildReport(input: {
+  scenario: Scenario;
+  startedAt: Date;
+  finishedAt: Date;
+  hostInfo: HostInfo;
+  before: VmInfo[];
+  after: VmInfo[];
+  targets: MeasuredTarget[];
+  fidelity: Fidelity;
+  realCpu: RealCpu;
+}): Report {
+  const { scenario: s, hostInfo: h } = input;
+  const vms: VmReport[] = input.after.map((a) => {
+    const b = input.before.find((x) => x.name === a.name);
+    const t = input.targets.find((x) => x.vm === a.name);
+    const byOp: Record<string, number> = {};
+    for (const [op, f] of Object.entries(a.hypercalls.byOp)) byOp[op] = f.count - (b?.hypercalls.byOp[op]?.count ?? 0);
+    return {
+      name: a.name,
+      app: a.definition.app,
+      os: a.definition.os,
+      vcpus: a.definition.vcpus,
+      memoryMiB: a.definition.memoryMiB,
+      shares: a.definition.shares,
+      pid: a.pid,
+      state: a.state,
+      reason: a.reason,
+      restarts: a.restarts,
+      bootMs: a.bootMs === null ? null : round(a.bootMs, 1),
+      requests: t?.sent ?? 0,
+      errors: t ? t.errorCount + t.timeouts : 0,
+      errorsByCode: t?.errors ?? {},
+      timeouts: t?.timeouts ?? 0,
+      hypercalls: a.hypercalls.total - (b?.hypercalls.total ?? 0),
+      hypercallsByOp: byOp,
+      queueWaitMs: round(sumWait(a) - (b ? sumWait(b) : 0)),
+      throughputPerS: round(t?.okPerS ?? 0, 2),
+      latencyMs: t
+        ? {
+            p50: round(t.latencyMs.p50),
+            p90: round(t.latencyMs.p90),
+            p99: round(t.latencyMs.p99),
+            max: round(t.latencyMs.max),
+            mean: round(t.latencyMs.mean),
+          }
+        : { p50: 0, p90: 0, p99: 0, max: 0, mean: 0 },
+      load: t ? { model: t.model } : null,
+      appFigures: a.app,
+    };
+  });
+  const slo: SloResult[] = [];
+  for (const vm of vms) {
+    if (!vm.load) continue;
+    const rule = { p99Ms: s.slo.p99Ms, errorRate: s.slo.errorRate, ...s.slo.perVm[vm.name] };
+    if (rule.p99Ms !== undefined) {
+      slo.push({
+        vm: vm.name,
+        metric: 'p99Ms',
+        threshold: rule.p99Ms,
+        actual: vm.latencyMs.p99,
+        pass: vm.latencyMs.p99 <= rule.p99Ms,
+      });
+    }
+    if (rule.errorRate !== undefined) {
+      const rate = vm.requests > 0 ? vm.errors / vm.requests : 0;
+      slo.push({
+        vm: vm.name,
+        metric: 'errorRate',
+        threshold: rule.errorRate,
+        actual: round(rate, 5),
+        pass: rate <= rule.errorRate,
+      });
+    }
+  }
+  return {
+    scenario: s.name,
+    description: s.description,
+    seed: s.seed,
+    startedAt: input.startedAt.toISOString(),
+    finishedAt: input.finishedAt.toISOString(),
+    durationMs: s.duration,
+    host: {
+      hypervisor: h.hypervisor,
+      scheduler: h.scheduler,
+      timeScale: h.timeScale,
+      profile: h.hostAgent.profile,
+      overcommit: h.overcommit,
+      cores: h.cpu.cores,
+      mhz: h.cpu.mhz,
+      memoryMiB: h.memory.totalMiB,
+    },
+    verdict: slo.every((r) => r.pass) ? 'pass' : 'fail',
+    slo,
+    vms,
+    fidelity: input.fidelity,
+    realCpu: input.realCpu,
+  };
+}
+
+/**
+ * Flags a run whose event loops lagged by a noticeable fraction of what it measured: the
+ * figures then describe this machine, not the model. `lagBySvc` holds each process's worst
+ * p99 event-loop lag over the run's sampling windows (wall ms); latencies are simulated ms.
+ * The yardstick is the median over VMs of their median latency: a lag above a quarter of it
+ * visibly moves the percentiles the report shows.
+ */
+export function assessFidelity(
+  lagBySvc: Record<string, number>,
+  timeScale: number,
+  targets: MeasuredTarget[],
+): Fidelity {
+  const maxEventLoopLagMs = round(Math.max(0, ...Object.values(lagBySvc)), 2);
+  const reasons: string[] = [];
+  const p50s = targets
+    .filter((t) => t.latencyMs.count > 0)
+    .map((t) => t.latencyMs.p50)
+    .sort((a, b) => a - b);
+  const typical = p50s.length ? p50s[Math.floor((p50s.length - 1) / 2)]! : Infinity;
+  const lagSim = maxEventLoopLagMs / timeScale;
+  if (lagSim > 0.25 * typical) {
+    const worst = Object.entries(lagBySvc).sort((a, b) => b[1] - a[1])[0]!;
+    reasons.push(
+      `the p99 event-loop lag of ${worst[0]} reached ${maxEventLoopLagMs} ms wall, i.e. ${round(lagSim, 2)} simulated ms at ` +
+        `time scale ${timeScale}: more than a quarter of the typical median latency measured (${round(typical, 2)} ms). ` +
+        `Raise timeScale or lower the load.`,
+    );
+  }
+  return { maxEventLoopLagMs, lagBySvc, degraded: reasons.length > 0, reasons };
+}
+
+const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
+
+/** The report for people: what ran, what each VM did, whether the SLOs held, and why a run was degraded. */
+export function renderMarkdown(r: Report): string {
+  const L: string[] = [];
+  L.push(`# vmsim run: ${r.scenario} — ${r.verdict === 'pass' ? 'PASS' : 'FAIL'}`, '');
+  if (r.description) L.push(r.description, '');
+  L.push(
+    `**Host:** profile \`${r.host.profile}\` (${r.host.cores} cores at ${r.host.mhz} MHz, ${r.host.memoryMiB} MiB RAM), ` +
+      `${r.host.hypervisor === 'type1' ? 'type-1 (bare-metal)' : 'type-2 (hosted)'} hypervisor, \`${r.host.scheduler}\` scheduling, ` +
+      `memory overcommit ${r.host.overcommit}.`,
+    '',
+    `**Time:** ${r.durationMs / 1000} simulated seconds of load at time scale ${r.host.timeScale} ` +
+      `(one simulated second took ${r.host.timeScale} real seconds); seed ${r.seed}. All latencies below are simulated milliseconds, ` +
+      `measured by the clients from the moment each request was meant to be sent.`,
+    '',
+    '## What each VM did',
+    '',
+    '| VM | app | OS | state | pid | restarts | requests | errors | req/s | p50 ms | p90 ms | p99 ms | max ms | hypercalls | queue wait ms |',
+    '| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  );
+  for (const v of r.vms) {
+    L.push(
+      `| ${v.name} | ${v.app} | ${v.os} | ${v.state} | ${v.pid ?? '-'} | ${v.restarts} | ${v.requests} | ${v.errors} | ${fmt(v.throughputPerS)} | ` +
+        `${fmt(v.latencyMs.p50)} | ${fmt(v.latencyMs.p90)} | ${fmt(v.latencyMs.p99)} | ${fmt(v.latencyMs.max)} | ${v.hypercalls} | ${fmt(v.queueWaitMs)} |`,
+    );
+  }
+  L.push(
+    '',
+    'Each VM is its own guest process (its pid above). *Hypercalls* are the CPU bursts, disk reads, writes and flushes ' +
+      'its guest asked the hypervisor for during the run; *queue wait* is how long those requests (and its network frames) ' +
+      'waited for a device behind other VMs — the time a neighbour cost it.',
+    '',
+  );
+  for (const v of r.vms) {
+    const ops = Object.entries(v.hypercallsByOp)
+      .filter(([, n]) => n > 0)
+      .map(([op, n]) => `${op} ${n}`)
+      .join(', ');
+    const app = Object.entries(v.appFigures)
+      .map(([k, x]) => `${k} ${fmt(x)}`)
+      .join(', ');
+    const errs = Object.entries(v.errorsByCode)
+      .map(([c, n]) => `${c} ×${n}`)
+      .join(', ');
+    L.push(
+      `- **${v.name}** (${v.os} + ${v.app}, ${v.vcpus} vCPU, ${v.memoryMiB} MiB, shares ${v.shares}): booted in ${v.bootMs ?? '-'} ms; ` +
+        `hypercalls: ${ops || 'none'}${app ? `; application: ${app}` : ''}${errs ? `; errors: ${errs}` : ''}.`,
+    );
+  }
+  L.push('', '## Service-level objectives', '');
+  if (r.slo.length === 0) L.push('The scenario sets none.');
+  else {
+    L.push('| VM | objective | threshold | measured | |', '| --- | --- | ---: | ---: | --- |');
+    for (const s of r.slo) {
+      const what = s.metric === 'p99Ms' ? 'p99 latency (ms)' : 'error rate';
+      L.push(`| ${s.vm} | ${what} | ${s.threshold} | ${s.actual} | ${s.pass ? 'held' : '**missed**'} |`);
+    }
+  }
+  L.push('', '## Fidelity', '');
+  L.push(
+    `The worst event-loop lag seen was ${r.fidelity.maxEventLoopLagMs} ms (wall) — ` +
+      Object.entries(r.fidelity.lagBySvc)
+        .map(([k, x]) => `${k} ${fmt(x)}`)
+        .join(', ') +
+      '.',
+  );
+  L.push(
+    r.fidelity.degraded
+      ? `**This run is degraded:** ${r.fidelity.reasons.join(' ')} Its figures partly describe the machine that ran vmsim rather than the model.`
+      : 'That is small against the modeled service times, so the figures describe the model, not the machine that ran it.',
+  );
+  L.push(
+    '',
+    `The stack used ${r.realCpu.cpuSeconds.toFixed(1)} CPU seconds in ${r.realCpu.wallSeconds.toFixed(1)} s of wall time: ` +
+      `${r.realCpu.busyPct.toFixed(1)}% of this machine's ${r.realCpu.cores} cores.`,
+    '',
+  );
+  return L.join('\n');
+}

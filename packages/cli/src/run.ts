@@ -1,0 +1,255 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { connect } from '@nats-io/transport-node';
+import {
+  LagMonitor,
+  ManagementClient,
+  RandomStreams,
+  RealClock,
+  Utilization,
+  call,
+  hardwareSubjects,
+  namespace,
+  type NatsConnection,
+  type VmInfo,
+} from '@vmsim/shared';
+import { LoadRunner, createBusSender, type LoadTarget } from '@vmsim/client-gen';
+import { fmtMs, table } from './format.ts';
+import {
+  assessFidelity,
+  buildReport,
+  renderMarkdown,
+  type MeasuredTarget,
+  type RealCpu,
+  type Report,
+} from './report.ts';
+import type { Scenario } from './scenario.ts';
+import { startStack } from './stack.ts';
+
+export interface RunOptions {
+  scenario: Scenario;
+  /** Where report.json and report.md go. */
+  reportDir: string;
+  /** Where the stack keeps its data and logs for this run. */
+  home: string;
+  /** A running NATS server to use instead of starting one. */
+  natsUrl?: string | undefined;
+  out: (line: string) => void;
+}
+
+const TICKS = 100; // Linux USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s
+
+function cpuSecondsOf(pid: number): number {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / TICKS;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Runs a scenario: starts a stack, defines and boots its VMs, drives its load, collects
+ * what happened from the hypervisor and the clients, and writes the report.
+ */
+export async function runScenario(o: RunOptions): Promise<Report> {
+  const s = o.scenario;
+  const out = o.out;
+  const ns = `run${Date.now().toString(36)}`;
+  const startedAt = new Date();
+  out(
+    `scenario ${s.name}: ${s.vms.length} VMs, ${s.duration / 1000} simulated s of load at time scale ${s.timeScale} (≈${((s.duration * s.timeScale) / 1000).toFixed(0)} s wall)`,
+  );
+  const stack = await startStack({
+    natsUrl: o.natsUrl,
+    ns,
+    host: 'host1',
+    home: o.home,
+    timeScale: s.timeScale,
+    profile: s.host.profile,
+    scheduler: s.host.scheduler,
+    hypervisorType: s.host.hypervisor,
+    overcommit: s.host.overcommit,
+    detached: false,
+    logLevel: 'info',
+  });
+  out(`stack up: bus ${stack.natsUrl}, logs in ${path.dirname(stack.logs.hypervisor)}`);
+  let nc: NatsConnection | undefined;
+  const lag = new LagMonitor();
+  try {
+    nc = await connect({ servers: stack.natsUrl, name: 'vmsim-run' });
+    const api = new ManagementClient(nc, namespace(ns), 'host1', 30_000);
+    for (const vm of s.vms) {
+      await api.call('define', {
+        name: vm.name,
+        app: vm.app,
+        os: vm.os,
+        vcpus: vm.vcpus,
+        memoryMiB: vm.memoryMiB,
+        diskGiB: vm.diskGiB,
+        shares: vm.shares,
+        crashPolicy: vm.crashPolicy,
+      });
+    }
+    for (const vm of s.vms) await api.call('start', { name: vm.name });
+    const bootDeadline = Date.now() + 180_000;
+    for (;;) {
+      const { vms } = await api.call('list', {});
+      const running = vms.filter((v) => v.state === 'running').length;
+      const broken = vms.filter(
+        (v) => v.state === 'failed' || (v.state === 'crashed' && v.definition.crashPolicy !== 'restart'),
+      );
+      if (broken.length) throw new Error(`VM ${broken[0]!.name} did not boot: ${broken[0]!.reason}`);
+      if (running === vms.length) break;
+      if (Date.now() > bootDeadline) throw new Error(`only ${running} of ${vms.length} VMs booted within 180 s`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const before = (await api.call('list', {})).vms;
+    out(
+      `all ${before.length} VMs running: ` +
+        before.map((v) => `${v.name} (pid ${v.pid}, boot ${fmtMs(v.bootMs)} ms)`).join(', '),
+    );
+
+    const pids = (vms: VmInfo[]) => [
+      ...vms.filter((v) => v.pid !== null).map((v) => [`guest:${v.name}`, v.pid!] as const),
+      ['host-agent', stack.pids.hostAgent] as const,
+      ['hypervisor', stack.pids.hypervisor] as const,
+      ...(stack.pids.nats !== null ? [['nats-server', stack.pids.nats] as const] : []),
+    ];
+    const cpuBefore = new Map(pids(before).map(([k, pid]) => [k, cpuSecondsOf(pid)]));
+    const selfBefore = process.cpuUsage();
+    const wallStart = performance.now();
+    lag.sample();
+
+    const clock = new RealClock(s.timeScale);
+    const targets: LoadTarget[] = s.load.map((l) => {
+      const app = s.vms.find((v) => v.name === l.vm)!.app;
+      return l.model === 'closed'
+        ? { vm: l.vm, app, model: 'closed', users: l.users, thinkMs: l.thinkMs, ...(l.mix ? { mix: l.mix } : {}) }
+        : { vm: l.vm, app, model: 'open', ratePerS: l.ratePerS, arrival: l.arrival, ...(l.mix ? { mix: l.mix } : {}) };
+    });
+    const timeoutMs = 10_000;
+    const runner = new LoadRunner({
+      clock,
+      streams: new RandomStreams(s.seed),
+      targets,
+      durationMs: s.duration,
+      timeoutMs,
+      send: createBusSender(nc, namespace(ns), 'host1', { timeoutMs: clock.toWall(timeoutMs) + 2_000 }),
+    });
+    const lagBySvc: Record<string, number> = {};
+    const noteLag = (svc: string, ms: number | null | undefined) => {
+      if (ms !== null && ms !== undefined) lagBySvc[svc] = Math.max(lagBySvc[svc] ?? 0, ms);
+    };
+    const progress = setInterval(() => {
+      const p = runner.snapshot();
+      out(
+        `  ${(p.elapsedMs / 1000).toFixed(1)}/${(p.durationMs / 1000).toFixed(0)} s  ` +
+          p.targets
+            .map(
+              (t) =>
+                `${t.vm} ${t.ok} ok${t.errors + t.timeouts ? ` ${t.errors + t.timeouts} err` : ''} p99 ${fmtMs(t.p99Ms)}`,
+            )
+            .join(' | '),
+      );
+      noteLag('vmsim-run', lag.sample().p99Ms);
+      void api.call('ping', {}).then(
+        (h) => noteLag('hypervisor', h.lagMs),
+        () => undefined,
+      );
+      void call(nc!, hardwareSubjects.utilization(namespace(ns), 'host1'), {}, Utilization, 5000).then(
+        (u) => noteLag('host-agent', u.lagMs),
+        () => undefined,
+      );
+    }, 2000);
+    let summary;
+    try {
+      summary = await runner.run();
+    } finally {
+      clearInterval(progress);
+    }
+    const wallSeconds = (performance.now() - wallStart) / 1000;
+    const after = (await api.call('list', {})).vms;
+    const hostInfo = await api.call('ping', {});
+    noteLag('hypervisor', hostInfo.lagMs);
+    for (const v of after) noteLag(`guest:${v.name}`, v.guestLagMs);
+    noteLag('vmsim-run', lag.sample().p99Ms);
+
+    const byProcess: Record<string, number> = {};
+    for (const [k, pid] of pids(after)) byProcess[k] = Math.max(0, cpuSecondsOf(pid) - (cpuBefore.get(k) ?? 0));
+    const self = process.cpuUsage(selfBefore);
+    byProcess['vmsim-run'] = (self.user + self.system) / 1e6;
+    const cpuSeconds = Object.values(byProcess).reduce((a, b) => a + b, 0);
+    const realCpu: RealCpu = {
+      cores: os.cpus().length,
+      wallSeconds,
+      cpuSeconds,
+      busyPct: (100 * cpuSeconds) / (wallSeconds * os.cpus().length),
+      byProcess,
+    };
+    const measured: MeasuredTarget[] = summary.targets.map((t) => ({
+      vm: t.vm,
+      model: t.model,
+      sent: t.sent,
+      ok: t.ok,
+      errorCount: t.errorCount,
+      errors: t.errors,
+      timeouts: t.timeouts,
+      okPerS: t.okPerS,
+      latencyMs: t.latencyMs,
+    }));
+    const report = buildReport({
+      scenario: s,
+      startedAt,
+      finishedAt: new Date(),
+      hostInfo,
+      before,
+      after,
+      targets: measured,
+      fidelity: assessFidelity(lagBySvc, s.timeScale, measured),
+      realCpu,
+    });
+    fs.mkdirSync(o.reportDir, { recursive: true });
+    fs.writeFileSync(path.join(o.reportDir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
+    fs.writeFileSync(path.join(o.reportDir, 'report.md'), renderMarkdown(report));
+    printSummary(report, out);
+    out(`report: ${path.join(o.reportDir, 'report.md')} and report.json`);
+    return report;
+  } finally {
+    lag.stop();
+    await nc?.close();
+    await stack.stop();
+  }
+}
+
+export function printSummary(r: Report, out: (line: string) => void): void {
+  out('');
+  out(
+    table(
+      ['VM', 'APP', 'OS', 'STATE', 'PID', 'REQUESTS', 'ERRORS', 'REQ/S', 'p50 ms', 'p99 ms', 'HYPERCALLS', 'WAIT ms'],
+      r.vms.map((v) => [
+        v.name,
+        v.app,
+        v.os,
+        v.state,
+        v.pid ?? '-',
+        v.requests,
+        v.errors,
+        v.throughputPerS.toFixed(1),
+        fmtMs(v.latencyMs.p50),
+        fmtMs(v.latencyMs.p99),
+        v.hypercalls,
+        fmtMs(v.queueWaitMs),
+      ]),
+    ),
+  );
+  out('');
+  for (const sr of r.slo.filter((x) => !x.pass))
+    out(`SLO missed: ${sr.vm} ${sr.metric} ${sr.actual} > ${sr.threshold}`);
+  out(
+    `verdict: ${r.verdict.toUpperCase()}; real CPU ${r.realCpu.busyPct.toFixed(1)}% of ${r.realCpu.cores} cores; ` +
+      `max event-loop lag ${r.fidelity.maxEventLoopLagMs} ms${r.fidelity.degraded ? ' — DEGRADED: ' + r.fidelity.reasons.join(' ') : ''}`,
+  );
+}

@@ -1,0 +1,52 @@
+import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { ScenarioError, loadScenario, parseScenario } from './scenario.ts';
+
+const demo = fileURLToPath(new URL('../../../scenarios/demo.yaml', import.meta.url));
+
+function error(text: string): string {
+  try {
+    parseScenario(text, 'bad.yaml');
+  } catch (e) {
+    expect(e).toBeInstanceOf(ScenarioError);
+    return (e as Error).message;
+  }
+  throw new Error('scenario was accepted');
+}
+
+describe('scenario files', () => {
+  it('loads every shipped scenario', () => {
+    const dir = fileURLToPath(new URL('../../../scenarios/', import.meta.url));
+    const files = fs.readdirSync(dir).filter((f) => f.endsWith('.yaml'));
+    expect(files.length).toBeGreaterThan(0);
+    for (const f of files) expect(() => loadScenario(`${dir}/${f}`), f).not.toThrow();
+  });
+
+  it('reads the demo with its defaults filled in and durations in simulated ms', () => {
+    const s = loadScenario(demo);
+    expect(s.vms.map((v) => v.app).sort()).toEqual(['db', 'file', 'game', 'mail', 'web']);
+    expect(s.duration).toBe(6_000);
+    expect(s.host).toMatchObject({ hypervisor: 'type1', scheduler: 'fair' });
+    const mail = s.load.find((l) => l.vm === 'mail1')!;
+    expect(mail.model === 'closed' && mail.thinkMs).toBe(500);
+    expect(s.vms[0]!.crashPolicy).toBe('restart');
+  });
+
+  it('names the path of the bad field', () => {
+    expect(error('name: x\nvms:\n  - name: a\n    memoryMiB: lots\n')).toMatch(/vms\.0\.memoryMiB: .*number/);
+    expect(error('name: x\nvms: [{name: a, app: ftp}]\n')).toMatch(/vms\.0\.app/);
+    expect(error('name: x\nvms: [{name: a}]\nload: [{vm: b, ratePerS: 5}]\n')).toMatch(/load\.0\.vm: no VM named b/);
+    expect(error('name: x\nvms: [{name: a}, {name: a}]\n')).toMatch(/vms\.1\.name: duplicate/);
+    expect(error('name: x\nduration: soon\nvms: [{name: a}]\n')).toMatch(/duration: .*not a duration/);
+    expect(error('name: x\nvms: [{name: a}]\nload: [{vm: a, model: closed}]\n')).toMatch(/load\.0/);
+    expect(error('name: x\nvms: [{name: a, colour: red}]\n')).toMatch(/vms\.0: .*colour/);
+    expect(error('name: x\nvms: [{name: a}]\nslo: {perVm: {zz: {p99Ms: 3}}}\n')).toMatch(/slo\.perVm\.zz/);
+    expect(error('vms: [{name: a}]\n')).toMatch(/name:/);
+    expect(error('name: [unclosed\n')).toMatch(/not valid YAML/);
+  });
+
+  it('says when the file cannot be read', () => {
+    expect(() => loadScenario('/nonexistent/x.yaml')).toThrow(/cannot read/);
+  });
+});
