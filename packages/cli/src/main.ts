@@ -40,7 +40,7 @@ Usage:
                          [--post 0.1] [--seed S] [--timeout 5s] [--json]
                          open-model client load through the host's virtual switch
   vmsim events           follow VM state changes
-  vmsim run <scenario.yaml> [--duration 30s] [--report <dir>]
+  vmsim run <scenario.yaml> [--duration 30s] [--time-scale N] [--report <dir>]
                          run a scenario on a stack of its own; writes report.json and report.md,
                          exits 1 when an SLO fails and 2 when the scenario is invalid
 
@@ -190,6 +190,8 @@ export async function run(argv: string[]): Promise<number> {
       }
       if (v.duration !== undefined)
         scenario = { ...scenario, duration: duration(v.duration, 'duration', scenario.duration) };
+      if (v['time-scale'] !== undefined)
+        scenario = { ...scenario, timeScale: num(v['time-scale'], 'time-scale', scenario.timeScale) };
       const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
       const report = await runScenario({
         scenario,
