@@ -15,7 +15,7 @@ import {
   waitForState,
   withApi,
 } from './commands.ts';
-import { vmsimHome } from './context.ts';
+import { requireContext, vmsimHome } from './context.ts';
 import { runScenario } from './run.ts';
 import { ScenarioError, loadScenario } from './scenario.ts';
 import { parseDuration, table } from './format.ts';
@@ -40,9 +40,10 @@ Usage:
                          [--post 0.1] [--seed S] [--timeout 5s] [--json]
                          open-model client load through the host's virtual switch
   vmsim events           follow VM state changes
-  vmsim run <scenario.yaml> [--duration 30s] [--time-scale N] [--report <dir>]
+  vmsim run <scenario.yaml> [--duration 30s] [--time-scale N] [--report <dir>] [--attach]
                          run a scenario on a stack of its own; writes report.json and report.md,
-                         exits 1 when an SLO fails and 2 when the scenario is invalid
+                         exits 1 when an SLO fails and 2 when the scenario is invalid;
+                         --attach runs it on the stack that is up (vmsim up, docker compose)
 
 Durations and latencies are simulated time (wall = simulated × time scale).
 The stack's context (bus URL, namespace) is kept in $VMSIM_HOME/context.json (default ~/.vmsim).
@@ -104,6 +105,7 @@ export async function run(argv: string[]): Promise<number> {
         post: { type: 'string' },
         seed: { type: 'string' },
         report: { type: 'string' },
+        attach: { type: 'boolean' },
       },
     });
   } catch (e) {
@@ -198,6 +200,7 @@ export async function run(argv: string[]): Promise<number> {
         reportDir: v.report ?? path.join('reports', `${scenario.name}-${stamp}`),
         home: path.join(home, 'runs', `${scenario.name}-${stamp}`),
         natsUrl: process.env['NATS_URL'],
+        attach: v.attach ? (({ natsUrl, ns, host }) => ({ natsUrl, ns, host }))(requireContext(home)) : undefined,
         out,
       });
       return report.verdict === 'pass' ? 0 : 1;

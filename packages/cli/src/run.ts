@@ -35,6 +35,11 @@ export interface RunOptions {
   home: string;
   /** A running NATS server to use instead of starting one. */
   natsUrl?: string | undefined;
+  /**
+   * Run on a stack that is already up (docker compose, `vmsim up`) instead of starting one:
+   * its VMs are defined there (or reused when already defined) and left running afterwards.
+   */
+  attach?: { natsUrl: string; ns: string; host: string } | undefined;
   out: (line: string) => void;
 }
 
@@ -57,31 +62,49 @@ function cpuSecondsOf(pid: number): number {
 export async function runScenario(o: RunOptions): Promise<Report> {
   const s = o.scenario;
   const out = o.out;
-  const ns = `run${Date.now().toString(36)}`;
   const startedAt = new Date();
   out(
     `scenario ${s.name}: ${s.vms.length} VMs, ${s.duration / 1000} simulated s of load at time scale ${s.timeScale} (≈${((s.duration * s.timeScale) / 1000).toFixed(0)} s wall)`,
   );
-  const stack = await startStack({
-    natsUrl: o.natsUrl,
-    ns,
-    host: 'host1',
-    home: o.home,
-    timeScale: s.timeScale,
-    profile: s.host.profile,
-    scheduler: s.host.scheduler,
-    hypervisorType: s.host.hypervisor,
-    overcommit: s.host.overcommit,
-    detached: false,
-    logLevel: 'info',
-  });
-  out(`stack up: bus ${stack.natsUrl}, logs in ${path.dirname(stack.logs.hypervisor)}`);
+  const stack = o.attach
+    ? undefined
+    : await startStack({
+        natsUrl: o.natsUrl,
+        ns: `run${Date.now().toString(36)}`,
+        host: 'host1',
+        home: o.home,
+        timeScale: s.timeScale,
+        profile: s.host.profile,
+        scheduler: s.host.scheduler,
+        hypervisorType: s.host.hypervisor,
+        overcommit: s.host.overcommit,
+        detached: false,
+        logLevel: 'info',
+      });
+  const where = o.attach ?? { natsUrl: stack!.natsUrl, ns: stack!.ns, host: stack!.host };
+  const ns = where.ns;
+  const host = where.host;
+  if (stack) out(`stack up: bus ${stack.natsUrl}, logs in ${path.dirname(stack.logs.hypervisor)}`);
+  else out(`attached to the stack on ${where.natsUrl} (namespace ${ns}, host ${host})`);
   let nc: NatsConnection | undefined;
   const lag = new LagMonitor();
   try {
-    nc = await connect({ servers: stack.natsUrl, name: 'vmsim-run' });
-    const api = new ManagementClient(nc, namespace(ns), 'host1', 30_000);
+    nc = await connect({
+      servers: where.natsUrl,
+      name: 'vmsim-run',
+      waitOnFirstConnect: true,
+      maxReconnectAttempts: -1,
+    });
+    const api = new ManagementClient(nc, namespace(ns), host, 30_000);
+    const hostAtStart = await waitForHypervisor(api);
+    if (o.attach && hostAtStart.timeScale !== s.timeScale) {
+      out(
+        `note: the stack runs at time scale ${hostAtStart.timeScale}, not the scenario's ${s.timeScale}; using the stack's`,
+      );
+    }
+    const existing = new Set((await api.call('list', {})).vms.map((v) => v.name));
     for (const vm of s.vms) {
+      if (existing.has(vm.name)) continue;
       await api.call('define', {
         name: vm.name,
         app: vm.app,
@@ -93,7 +116,10 @@ export async function runScenario(o: RunOptions): Promise<Report> {
         crashPolicy: vm.crashPolicy,
       });
     }
-    for (const vm of s.vms) await api.call('start', { name: vm.name });
+    for (const vm of s.vms) {
+      const state = (await api.call('info', { name: vm.name })).state;
+      if (state !== 'running' && state !== 'starting') await api.call('start', { name: vm.name });
+    }
     const bootDeadline = Date.now() + 180_000;
     for (;;) {
       const { vms } = await api.call('list', {});
@@ -112,18 +138,18 @@ export async function runScenario(o: RunOptions): Promise<Report> {
         before.map((v) => `${v.name} (pid ${v.pid}, boot ${fmtMs(v.bootMs)} ms)`).join(', '),
     );
 
+    // Processes this run can see (an attached stack's may live in other containers).
     const pids = (vms: VmInfo[]) => [
-      ...vms.filter((v) => v.pid !== null).map((v) => [`guest:${v.name}`, v.pid!] as const),
-      ['host-agent', stack.pids.hostAgent] as const,
-      ['hypervisor', stack.pids.hypervisor] as const,
-      ...(stack.pids.nats !== null ? [['nats-server', stack.pids.nats] as const] : []),
+      ...(stack ? vms.filter((v) => v.pid !== null).map((v) => [`guest:${v.name}`, v.pid!] as const) : []),
+      ...(stack ? [['host-agent', stack.pids.hostAgent] as const, ['hypervisor', stack.pids.hypervisor] as const] : []),
+      ...(stack && stack.pids.nats !== null ? [['nats-server', stack.pids.nats] as const] : []),
     ];
     const cpuBefore = new Map(pids(before).map(([k, pid]) => [k, cpuSecondsOf(pid)]));
     const selfBefore = process.cpuUsage();
     const wallStart = performance.now();
     lag.sample();
 
-    const clock = new RealClock(s.timeScale);
+    const clock = new RealClock(hostAtStart.timeScale);
     const targets: LoadTarget[] = s.load.map((l) => {
       const app = s.vms.find((v) => v.name === l.vm)!.app;
       return l.model === 'closed'
@@ -137,7 +163,7 @@ export async function runScenario(o: RunOptions): Promise<Report> {
       targets,
       durationMs: s.duration,
       timeoutMs,
-      send: createBusSender(nc, namespace(ns), 'host1', { timeoutMs: clock.toWall(timeoutMs) + 2_000 }),
+      send: createBusSender(nc, namespace(ns), host, { timeoutMs: clock.toWall(timeoutMs) + 2_000 }),
     });
     const lagBySvc: Record<string, number> = {};
     const noteLag = (svc: string, ms: number | null | undefined) => {
@@ -159,7 +185,7 @@ export async function runScenario(o: RunOptions): Promise<Report> {
         (h) => noteLag('hypervisor', h.lagMs),
         () => undefined,
       );
-      void call(nc!, hardwareSubjects.utilization(namespace(ns), 'host1'), {}, Utilization, 5000).then(
+      void call(nc!, hardwareSubjects.utilization(namespace(ns), host), {}, Utilization, 5000).then(
         (u) => noteLag('host-agent', u.lagMs),
         () => undefined,
       );
@@ -220,7 +246,20 @@ export async function runScenario(o: RunOptions): Promise<Report> {
   } finally {
     lag.stop();
     await nc?.close();
-    await stack.stop();
+    await stack?.stop();
+  }
+}
+
+/** Waits for the hypervisor's API (a stack that is still coming up, e.g. under compose). */
+async function waitForHypervisor(api: ManagementClient) {
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    try {
+      return await api.call('ping', {});
+    } catch (e) {
+      if (Date.now() > deadline) throw e;
+      await new Promise((r) => setTimeout(r, 500));
+    }
   }
 }
 

@@ -21,6 +21,8 @@ export class BlockStore {
   private fd: number;
   private readonly cache = new Map<number, Buffer>();
   private readonly opts: BlockStoreOptions;
+  /** Flushes in progress: while one runs, writes stay in the cache so none can overtake it. */
+  private flushing = 0;
 
   private constructor(path: string, fd: number, capacityBytes: number, opts: BlockStoreOptions) {
     this.path = path;
@@ -101,7 +103,7 @@ export class BlockStore {
       const n = Math.min(BLOCK - within, data.length - done);
       const block = n === BLOCK ? Buffer.allocUnsafe(BLOCK) : Buffer.from(this.readBlock(index));
       block.set(data.subarray(done, done + n), within);
-      if (this.cache.size * BLOCK >= this.opts.cacheBytes && !this.cache.has(index)) {
+      if (this.flushing === 0 && this.cache.size * BLOCK >= this.opts.cacheBytes && !this.cache.has(index)) {
         // Cache full: write through, like a drive whose cache is saturated.
         fs.writeSync(this.fd, block, 0, BLOCK, index * BLOCK);
       } else {
@@ -112,12 +114,34 @@ export class BlockStore {
     }
   }
 
-  /** Makes every cached block durable; returns the bytes destaged. */
+  /**
+   * Makes every block cached now durable; returns the bytes destaged. Contiguous blocks go
+   * out in one vectored write, off the event loop, so a large flush does not stall the
+   * device timers of everything else.
+   */
   async flush(): Promise<number> {
     const blocks = [...this.cache.entries()].sort((a, b) => a[0] - b[0]);
-    for (const [index, block] of blocks) fs.writeSync(this.fd, block, 0, BLOCK, index * BLOCK);
-    for (const [index, block] of blocks) if (this.cache.get(index) === block) this.cache.delete(index);
-    if (this.opts.fsync) await new Promise<void>((res, rej) => fs.fdatasync(this.fd, (e) => (e ? rej(e) : res())));
+    this.flushing++;
+    try {
+      for (let i = 0; i < blocks.length;) {
+        let j = i + 1;
+        while (j < blocks.length && blocks[j]![0] === blocks[j - 1]![0] + 1) j++;
+        const run = blocks.slice(i, j);
+        await new Promise<void>((res, rej) =>
+          fs.writev(
+            this.fd,
+            run.map(([, b]) => b),
+            run[0]![0] * BLOCK,
+            (e) => (e ? rej(e) : res()),
+          ),
+        );
+        i = j;
+      }
+      for (const [index, block] of blocks) if (this.cache.get(index) === block) this.cache.delete(index);
+      if (this.opts.fsync) await new Promise<void>((res, rej) => fs.fdatasync(this.fd, (e) => (e ? rej(e) : res())));
+    } finally {
+      this.flushing--;
+    }
     return blocks.length * BLOCK;
   }
 
