@@ -1,12 +1,13 @@
 import type { Clock, DbRequest, IngressReply, IngressRequest, Logger } from '@vmsim/shared';
 import { ErrorCode, VmsimError, errorReply, toVmsimError } from '@vmsim/shared';
 import type { AppContext, ServerApp } from './app.ts';
+import type { AreaSpec } from './app-storage.ts';
+import { BLOCK, InFlight, RecordFormat, openArea, utf8, wrongApp } from './app-storage.ts';
 import { APP_DATA_OFFSET, digest, hex } from './disk-layout.ts';
 import type { Machine } from './hypercalls.ts';
 import type { OsProfile } from './os-profiles.ts';
 
 const KiB = 1024;
-const BLOCK = 4 * KiB;
 
 /**
  * Costs of a small key-value server, of the order measured for Redis, RocksDB or LMDB
@@ -39,108 +40,16 @@ export const DB_COSTS = {
 /** The log: a header block (magic, install epoch), then records back to back, 8-byte aligned. */
 export const DB_LOG_OFFSET = APP_DATA_OFFSET;
 export const DB_RECORDS_OFFSET = DB_LOG_OFFSET + BLOCK;
-const LOG_MAGIC = 'VMKVLOG1';
-/** 'VMKV' little-endian. */
-const REC_MAGIC = 0x564b4d56;
-/** magic u32, epoch u32, seq u32, key length u16, reserved u16, value length u32, checksum u32. */
-const REC_HEADER = 24;
-const REC_ALIGN = 8;
-const MAX_KEY_BYTES = 1024;
-/** Recovery reads the log in chunks this large (few hypercalls, bounded memory). */
-const SCAN_CHUNK = 1024 * KiB;
-
-const utf8 = new TextEncoder();
-const fromUtf8 = new TextDecoder();
-
-function view(b: Uint8Array): DataView {
-  return new DataView(b.buffer, b.byteOffset, b.byteLength);
-}
-
-function alignUp(n: number, to: number): number {
-  return Math.ceil(n / to) * to;
-}
-
-function headerBlock(epoch: number): Uint8Array {
-  const b = new Uint8Array(BLOCK);
-  b.set(utf8.encode(LOG_MAGIC));
-  view(b).setUint32(8, epoch, true);
-  view(b).setUint32(12, digest(b.subarray(0, 12)), true);
-  return b;
-}
-
-function headerEpoch(b: Uint8Array): number | undefined {
-  if (fromUtf8.decode(b.subarray(0, 8)) !== LOG_MAGIC) return undefined;
-  return view(b).getUint32(12, true) === digest(b.subarray(0, 12)) ? view(b).getUint32(8, true) : undefined;
-}
-
-function recordChecksum(rec: Uint8Array, payload: number): number {
-  return digest(rec.subarray(REC_HEADER, REC_HEADER + payload), digest(rec.subarray(0, 20)));
-}
-
-function encodeRecord(epoch: number, seq: number, key: Uint8Array, value: Uint8Array): Uint8Array {
-  const rec = new Uint8Array(alignUp(REC_HEADER + key.length + value.length, REC_ALIGN));
-  const v = view(rec);
-  v.setUint32(0, REC_MAGIC, true);
-  v.setUint32(4, epoch, true);
-  v.setUint32(8, seq, true);
-  v.setUint16(12, key.length, true);
-  v.setUint32(16, value.length, true);
-  rec.set(key, REC_HEADER);
-  rec.set(value, REC_HEADER + key.length);
-  v.setUint32(20, recordChecksum(rec, key.length + value.length), true);
-  return rec;
-}
-
-interface RecordHead {
-  keyBytes: number;
-  valueBytes: number;
-  size: number;
-}
-
-/** The header of the record with sequence number `seq`, or undefined if it is not that record. */
-function parseHead(head: Uint8Array, epoch: number, seq: number): RecordHead | undefined {
-  const v = view(head);
-  if (v.getUint32(0, true) !== REC_MAGIC || v.getUint32(4, true) !== epoch || v.getUint32(8, true) !== seq)
-    return undefined;
-  const keyBytes = v.getUint16(12, true);
-  const valueBytes = v.getUint32(16, true);
-  if (keyBytes === 0 || keyBytes > MAX_KEY_BYTES || valueBytes > DB_COSTS.maxValueBytes) return undefined;
-  return { keyBytes, valueBytes, size: alignUp(REC_HEADER + keyBytes + valueBytes, REC_ALIGN) };
-}
-
-/** A whole record's key and value, if its checksum holds. */
-function parseRecord(rec: Uint8Array, h: RecordHead): { key: string; value: Uint8Array } | undefined {
-  if (rec.length < h.size || view(rec).getUint32(20, true) !== recordChecksum(rec, h.keyBytes + h.valueBytes))
-    return undefined;
-  const key = fromUtf8.decode(rec.subarray(REC_HEADER, REC_HEADER + h.keyBytes));
-  const start = REC_HEADER + h.keyBytes;
-  return { key, value: rec.subarray(start, start + h.valueBytes) };
-}
-
-/** Reads a region front to back in large chunks, so a recovery scan costs few hypercalls. */
-class ChunkReader {
-  private readonly m: Machine;
-  private readonly disk: number;
-  private readonly end: number;
-  private start = 0;
-  private buf: Uint8Array = new Uint8Array(0);
-
-  constructor(m: Machine, disk: number, end: number) {
-    this.m = m;
-    this.disk = disk;
-    this.end = end;
-  }
-
-  /** The bytes at [offset, offset+length), or undefined past the end of the region. */
-  async bytes(offset: number, length: number): Promise<Uint8Array | undefined> {
-    if (offset + length > this.end) return undefined;
-    if (offset < this.start || offset + length > this.start + this.buf.length) {
-      this.buf = await this.m.read(this.disk, offset, Math.min(Math.max(length, SCAN_CHUNK), this.end - offset));
-      this.start = offset;
-    }
-    return this.buf.subarray(offset - this.start, offset - this.start + length);
-  }
-}
+const LOG_AREA: AreaSpec = { offset: DB_LOG_OFFSET, magic: 'VMKVLOG1', name: 'database log' };
+/** Records: 'VMKV' magic, epoch, seq, key length u16 at 12, value length u32 at 16, checksum. */
+const DB_RECORD = new RecordFormat({
+  magic: 0x564b4d56,
+  keyLengthAt: 12,
+  dataLengthAt: 16,
+  maxKeyBytes: 1024,
+  maxDataBytes: DB_COSTS.maxValueBytes,
+  align: 8,
+});
 
 /** Figures sent with heartbeats (a type alias, so it is a `Record<string, number>`). */
 export type DbFigures = {
@@ -196,7 +105,7 @@ export class DbApp implements ServerApp {
   private readonly end: number;
   private readonly entries = new Map<string, Entry>();
   private keys: string[] = [];
-  private readonly inFlight = new Set<Promise<IngressReply>>();
+  private readonly requests = new InFlight();
   private epoch = 0;
   private nextSeq = 1;
   /** Where the next record goes: allocated synchronously, so records follow seq order. */
@@ -223,43 +132,26 @@ export class DbApp implements ServerApp {
   }
 
   async start(fresh: boolean): Promise<void> {
-    const old = headerEpoch(await this.m.read(this.disk, DB_LOG_OFFSET, BLOCK));
-    if (fresh) {
-      // A new epoch makes records left by an earlier install invalid without erasing them.
-      this.epoch = ((old ?? 0) + 1) >>> 0 || 1;
-      await this.m.write(this.disk, DB_LOG_OFFSET, headerBlock(this.epoch));
-      await this.m.flush(this.disk);
-      return;
-    }
-    if (old === undefined) throw new VmsimError(ErrorCode.IO, 'the database log header is missing or corrupt');
-    this.epoch = old;
-    await this.recover();
+    this.epoch = await openArea(this.m, this.disk, LOG_AREA, fresh);
+    if (!fresh) await this.recover();
   }
 
   /** Rebuilds the index from the log, up to the first torn or invalid record. */
   private async recover(): Promise<void> {
     const t0 = this.clock.now();
-    const reader = new ChunkReader(this.m, this.disk, this.end);
-    let pos = DB_RECORDS_OFFSET;
-    let records = 0;
-    for (;;) {
-      const head = await reader.bytes(pos, REC_HEADER);
-      const h = head && parseHead(head, this.epoch, this.nextSeq);
-      const rec = h && (await reader.bytes(pos, h.size));
-      const kv = h && rec && parseRecord(rec, h);
-      if (!h || !kv) break;
-      this.entries.set(kv.key, { offset: pos, size: h.size, seq: this.nextSeq++ });
-      pos += h.size;
-      records++;
-    }
+    const area = { epoch: this.epoch, start: DB_RECORDS_OFFSET, firstSeq: this.nextSeq, end: this.end };
+    const { tail, records } = await DB_RECORD.scan(this.m, this.disk, area, (r) => {
+      this.entries.set(r.key, { offset: r.offset, size: r.size, seq: r.seq });
+    });
+    this.nextSeq += records;
     this.keys = [...this.entries.keys()].sort();
-    const bytes = pos - DB_RECORDS_OFFSET;
+    const bytes = tail - DB_RECORDS_OFFSET;
     await this.m.cpu(
       records * DB_COSTS.recoverCyclesPerRecord +
         bytes * DB_COSTS.recoverCyclesPerByte +
         this.keys.length * Math.log2(this.keys.length + 1) * DB_COSTS.compareCycles,
     );
-    this.tail = pos;
+    this.tail = tail;
     this.logger.info(
       { records, keys: this.keys.length, logBytes: bytes, simMs: this.clock.now() - t0 },
       'database log recovered',
@@ -267,7 +159,7 @@ export class DbApp implements ServerApp {
   }
 
   async stop(): Promise<void> {
-    await Promise.allSettled([...this.inFlight]);
+    await this.requests.settled();
     while (this.committing) await this.commitDone;
   }
 
@@ -283,18 +175,9 @@ export class DbApp implements ServerApp {
     };
   }
 
-  async handle(req: IngressRequest): Promise<IngressReply> {
-    if (req.app !== 'db') return errorReply(ErrorCode.SCHEMA, `this VM runs a database, not ${req.app}`);
-    const p = this.dispatch(req).catch((e: unknown) => {
-      const ve = toVmsimError(e);
-      return errorReply(ve.code, ve.message);
-    });
-    this.inFlight.add(p);
-    try {
-      return await p;
-    } finally {
-      this.inFlight.delete(p);
-    }
+  handle(req: IngressRequest): Promise<IngressReply> {
+    if (req.app !== 'db') return Promise.resolve(wrongApp('a database', req.app));
+    return this.requests.serve(this.dispatch(req));
   }
 
   private dispatch(req: DbRequest): Promise<IngressReply> {
@@ -332,14 +215,14 @@ export class DbApp implements ServerApp {
         this.searchCycles(),
     );
     if (this.failed) throw this.failed;
-    const size = alignUp(REC_HEADER + key.length + value.length, REC_ALIGN);
+    const size = DB_RECORD.size(key.length, value.length);
     if (this.tail + size > this.end) {
       return errorReply(ErrorCode.NO_SPACE, `the database log is full (${this.tail - DB_RECORDS_OFFSET} bytes)`);
     }
     // Seq, offset and queueing happen with no await in between: the log stays in seq order.
     const at: Entry = { offset: this.tail, size, seq: this.nextSeq++ };
     this.tail += size;
-    const record = encodeRecord(this.epoch, at.seq, key, value);
+    const record = DB_RECORD.encode(this.epoch, at.seq, key, value);
     await new Promise<void>((resolve, reject) => {
       this.pending.push({ key: req.key, at, record, resolve, reject });
       this.kick();
@@ -399,10 +282,9 @@ export class DbApp implements ServerApp {
   /** One record read back from the log, checked against its index entry. */
   private async readValue(key: string, at: Entry): Promise<Uint8Array> {
     const rec = await this.m.read(this.disk, at.offset, at.size);
-    const h = parseHead(rec, this.epoch, at.seq);
-    const kv = h && parseRecord(rec, h);
+    const kv = DB_RECORD.decode(rec, this.epoch, at.seq);
     if (!kv || kv.key !== key) throw new VmsimError(ErrorCode.IO, `log record ${at.seq} of key ${key} is corrupt`);
-    return kv.value;
+    return kv.data;
   }
 
   private async get(req: DbRequest): Promise<IngressReply> {

@@ -2,12 +2,12 @@ import type { FileRequest, IngressReply, IngressRequest, Logger } from '@vmsim/s
 import { ErrorCode, MAX_IO_BYTES, errorReply } from '@vmsim/shared';
 import { APP_DATA_OFFSET, digest, hex } from './disk-layout.ts';
 import type { AppContext, ServerApp } from './app.ts';
+import { BLOCK, blockAlign, readTable, sealChecksum, wrongApp, writeChunked } from './app-storage.ts';
 import type { Machine } from './hypercalls.ts';
 import type { OsProfile } from './os-profiles.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-const BLOCK = 4096;
 
 /**
  * Where the file server keeps its data: two directory slots written alternately (a torn
@@ -110,14 +110,10 @@ interface Directory {
   entries: FileEntry[];
 }
 
-function roundUp(n: number): number {
-  return Math.ceil(n / BLOCK) * BLOCK;
-}
-
 function encodeDirectory(generation: number, entries: readonly FileEntry[]): Uint8Array {
   let bodyLen = 0;
   for (const e of entries) bodyLen += ENTRY_FIXED_BYTES + e.nameBytes.length;
-  const buf = new Uint8Array(Math.max(BLOCK, roundUp(DIR_HEADER_BYTES + bodyLen)));
+  const buf = new Uint8Array(Math.max(BLOCK, blockAlign(DIR_HEADER_BYTES + bodyLen)));
   const dv = new DataView(buf.buffer);
   let p = DIR_HEADER_BYTES;
   for (const e of entries) {
@@ -135,8 +131,7 @@ function encodeDirectory(generation: number, entries: readonly FileEntry[]): Uin
   dv.setUint32(8, generation, true);
   dv.setUint32(12, entries.length, true);
   dv.setUint32(16, bodyLen, true);
-  const body = buf.subarray(DIR_HEADER_BYTES, DIR_HEADER_BYTES + bodyLen);
-  dv.setUint32(20, digest(body, digest(buf.subarray(0, 20))), true);
+  dv.setUint32(20, sealChecksum(buf, 20, DIR_HEADER_BYTES, DIR_HEADER_BYTES + bodyLen), true);
   return buf;
 }
 
@@ -152,8 +147,7 @@ function decodeDirectory(buf: Uint8Array, dataEnd: number): Directory | undefine
   const total = directoryBytes(buf);
   if (total === undefined || total > buf.length) return undefined;
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.length);
-  const body = buf.subarray(DIR_HEADER_BYTES, total);
-  if (dv.getUint32(20, true) !== digest(body, digest(buf.subarray(0, 20)))) return undefined;
+  if (dv.getUint32(20, true) !== sealChecksum(buf, 20, DIR_HEADER_BYTES, total)) return undefined;
   const count = dv.getUint32(12, true);
   const dec = new TextDecoder();
   const entries: FileEntry[] = [];
@@ -166,7 +160,7 @@ function decodeDirectory(buf: Uint8Array, dataEnd: number): Directory | undefine
     p += 2 + n;
     const offset = dv.getFloat64(p, true);
     const size = dv.getUint32(p + 8, true);
-    const length = roundUp(size);
+    const length = blockAlign(size);
     if (size > MAX_FILE_BYTES || offset < FILE_LAYOUT.dataOffset || offset + length > dataEnd) return undefined;
     entries.push({
       name: dec.decode(nameBytes),
@@ -251,7 +245,7 @@ export class FileApp implements ServerApp {
   }
 
   async handle(req: IngressRequest): Promise<IngressReply> {
-    if (req.app !== 'file') return errorReply(ErrorCode.SCHEMA, `this VM runs a file server, not ${req.app}`);
+    if (req.app !== 'file') return wrongApp('a file server', req.app);
     return req.op === 'UPLOAD' ? this.upload(req) : this.download(req.name);
   }
 
@@ -345,7 +339,7 @@ export class FileApp implements ServerApp {
     let dirBytes = DIR_HEADER_BYTES + ENTRY_FIXED_BYTES + nameBytes.length;
     for (const e of this.entries.values()) if (e !== old) dirBytes += ENTRY_FIXED_BYTES + e.nameBytes.length;
     if (dirBytes > FILE_LAYOUT.dirSlotBytes) return 'the directory is full';
-    const length = roundUp(size);
+    const length = blockAlign(size);
     const reusable = (e: Extent): boolean => e.readers === 0 && (e === old?.extent || e.state !== 'live');
     if (length > 0 && this.findGap(length, reusable) === undefined)
       return `no room for ${size} bytes (${this.dataEnd - FILE_LAYOUT.dataOffset} bytes of data area)`;
@@ -364,7 +358,7 @@ export class FileApp implements ServerApp {
   }
 
   private allocate(size: number): Extent | undefined {
-    const length = roundUp(size);
+    const length = blockAlign(size);
     if (length === 0) return { offset: FILE_LAYOUT.dataOffset, length: 0, readers: 0, state: 'live' };
     const offset = this.findGap(length, () => false);
     if (offset === undefined) return undefined;
@@ -400,8 +394,7 @@ export class FileApp implements ServerApp {
       FILE_COSTS.dirCycles + entries.length * FILE_COSTS.dirCyclesPerEntry + 3 * this.sys + FILE_COSTS.fsyncCycles,
     );
     const slot = FILE_LAYOUT.dirOffset + (generation % 2) * FILE_LAYOUT.dirSlotBytes;
-    for (let done = 0; done < table.length; done += FILE_COSTS.chunkBytes)
-      await this.m.write(this.disk, slot + done, table.subarray(done, done + FILE_COSTS.chunkBytes));
+    await writeChunked(this.m, this.disk, slot, table);
     await this.m.flush(this.disk);
     this.generation = generation;
     for (const e of dropped) {
@@ -412,15 +405,10 @@ export class FileApp implements ServerApp {
 
   private async readSlot(slot: number): Promise<Directory | undefined> {
     const offset = FILE_LAYOUT.dirOffset + slot * FILE_LAYOUT.dirSlotBytes;
-    const head = await this.m.read(this.disk, offset, BLOCK);
-    const total = directoryBytes(head);
-    if (total === undefined || total > FILE_LAYOUT.dirSlotBytes) return undefined;
-    const buf = new Uint8Array(roundUp(total));
-    buf.set(head);
-    for (let done = BLOCK; done < buf.length; done += FILE_COSTS.chunkBytes) {
-      const n = Math.min(FILE_COSTS.chunkBytes, buf.length - done);
-      buf.set(await this.m.read(this.disk, offset + done, n), done);
-    }
-    return decodeDirectory(buf, this.dataEnd);
+    const buf = await readTable(this.m, this.disk, offset, (head) => {
+      const total = directoryBytes(head);
+      return total !== undefined && total <= FILE_LAYOUT.dirSlotBytes ? total : undefined;
+    });
+    return buf && decodeDirectory(buf, this.dataEnd);
   }
 }

@@ -1,12 +1,12 @@
 import type { Clock, GameRequest, IngressReply, IngressRequest, Logger, TimerHandle } from '@vmsim/shared';
-import { ErrorCode, MAX_IO_BYTES, errorReply, toVmsimError } from '@vmsim/shared';
-import { APP_DATA_OFFSET, digest } from './disk-layout.ts';
+import { ErrorCode, errorReply, toVmsimError } from '@vmsim/shared';
+import { APP_DATA_OFFSET } from './disk-layout.ts';
 import type { AppContext, ServerApp } from './app.ts';
+import { BLOCK, blockAlign, readTable, sealChecksum, wrongApp, writeChunked } from './app-storage.ts';
 import type { Machine } from './hypercalls.ts';
 import type { OsProfile } from './os-profiles.ts';
 
 const MiB = 1024 * 1024;
-const BLOCK = 4096;
 
 /** The save slot: rewritten in place every few seconds; a torn one fails its checksum. */
 export const GAME_LAYOUT = {
@@ -72,15 +72,11 @@ interface Pending {
   resolve: (reply: IngressReply) => void;
 }
 
-function roundUp(n: number): number {
-  return Math.ceil(n / BLOCK) * BLOCK;
-}
-
 function encodeSave(players: Iterable<Player>): Uint8Array {
   const list = [...players];
   let bodyLen = 0;
   for (const p of list) bodyLen += RECORD_FIXED_BYTES + p.nameBytes.length;
-  const buf = new Uint8Array(Math.max(BLOCK, roundUp(SAVE_HEADER_BYTES + bodyLen)));
+  const buf = new Uint8Array(Math.max(BLOCK, blockAlign(SAVE_HEADER_BYTES + bodyLen)));
   const dv = new DataView(buf.buffer);
   let at = SAVE_HEADER_BYTES;
   for (const p of list) {
@@ -95,8 +91,7 @@ function encodeSave(players: Iterable<Player>): Uint8Array {
   dv.setUint32(4, SAVE_VERSION, true);
   dv.setUint32(8, list.length, true);
   dv.setUint32(12, bodyLen, true);
-  const body = buf.subarray(SAVE_HEADER_BYTES, SAVE_HEADER_BYTES + bodyLen);
-  dv.setUint32(16, digest(body, digest(buf.subarray(0, 16))), true);
+  dv.setUint32(16, sealChecksum(buf, 16, SAVE_HEADER_BYTES, SAVE_HEADER_BYTES + bodyLen), true);
   return buf;
 }
 
@@ -112,8 +107,7 @@ function decodeSave(buf: Uint8Array): Player[] | undefined {
   const total = saveBytes(buf);
   if (total === undefined || total > buf.length) return undefined;
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.length);
-  if (dv.getUint32(16, true) !== digest(buf.subarray(SAVE_HEADER_BYTES, total), digest(buf.subarray(0, 16))))
-    return undefined;
+  if (dv.getUint32(16, true) !== sealChecksum(buf, 16, SAVE_HEADER_BYTES, total)) return undefined;
   const dec = new TextDecoder();
   const players: Player[] = [];
   let at = SAVE_HEADER_BYTES;
@@ -229,8 +223,7 @@ export class GameApp implements ServerApp {
   }
 
   handle(req: IngressRequest): Promise<IngressReply> {
-    if (req.app !== 'game')
-      return Promise.resolve(errorReply(ErrorCode.SCHEMA, `this VM runs a game server, not ${req.app}`));
+    if (req.app !== 'game') return Promise.resolve(wrongApp('a game server', req.app));
     if (!this.running) return Promise.resolve(errorReply(ErrorCode.VM_NOT_RUNNING, 'the game server is not running'));
     return new Promise((resolve) => this.queue.push({ req, resolve }));
   }
@@ -368,24 +361,13 @@ export class GameApp implements ServerApp {
     await this.writeSave(encodeSave(this.players.values()));
   }
 
-  private async writeSave(bytes: Uint8Array): Promise<void> {
-    for (let done = 0; done < bytes.length; done += MAX_IO_BYTES)
-      await this.m.write(this.disk, GAME_LAYOUT.saveOffset + done, bytes.subarray(done, done + MAX_IO_BYTES));
+  private writeSave(bytes: Uint8Array): Promise<void> {
+    return writeChunked(this.m, this.disk, GAME_LAYOUT.saveOffset, bytes);
   }
 
   private async load(): Promise<void> {
-    const head = await this.m.read(this.disk, GAME_LAYOUT.saveOffset, BLOCK);
-    const total = saveBytes(head);
-    let players: Player[] | undefined;
-    if (total !== undefined) {
-      const buf = new Uint8Array(roundUp(total));
-      buf.set(head);
-      for (let done = BLOCK; done < buf.length; done += MAX_IO_BYTES) {
-        const n = Math.min(MAX_IO_BYTES, buf.length - done);
-        buf.set(await this.m.read(this.disk, GAME_LAYOUT.saveOffset + done, n), done);
-      }
-      players = decodeSave(buf);
-    }
+    const buf = await readTable(this.m, this.disk, GAME_LAYOUT.saveOffset, saveBytes);
+    const players = buf && decodeSave(buf);
     if (!players) {
       this.logger.warn('no valid saved player state: starting empty');
       return;

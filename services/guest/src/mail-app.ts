@@ -1,12 +1,13 @@
 import type { IngressReply, IngressRequest, Logger, MailRequest, Clock } from '@vmsim/shared';
 import { ErrorCode, VmsimError, errorReply, toVmsimError } from '@vmsim/shared';
 import type { AppContext, ServerApp } from './app.ts';
+import type { AreaSpec } from './app-storage.ts';
+import { BLOCK, InFlight, RecordFormat, openArea, utf8, wrongApp } from './app-storage.ts';
 import { APP_DATA_OFFSET, digest, hex } from './disk-layout.ts';
 import type { Machine } from './hypercalls.ts';
 import type { OsProfile } from './os-profiles.ts';
 
 const KiB = 1024;
-const BLOCK = 4 * KiB;
 
 /**
  * Costs of an MTA plus a POP/IMAP server, of the order measured for Postfix and Dovecot on
@@ -36,106 +37,16 @@ export const MAIL_COSTS = {
 /** The spool: a header block (magic, install epoch), then one 4 KiB aligned record per message. */
 export const SPOOL_OFFSET = APP_DATA_OFFSET;
 export const SPOOL_RECORDS_OFFSET = SPOOL_OFFSET + BLOCK;
-const SPOOL_MAGIC = 'VMSPOOL1';
-/** 'VMML' little-endian. */
-const REC_MAGIC = 0x4c4d4d56;
-/** magic u32, epoch u32, id u32, body length u32, mailbox length u16, reserved u16, checksum u32. */
-const REC_HEADER = 24;
-const MAX_MAILBOX_BYTES = 4 * 128;
-/** Recovery reads the spool in chunks this large (few hypercalls, bounded memory). */
-const SCAN_CHUNK = 1024 * KiB;
-
-const utf8 = new TextEncoder();
-const fromUtf8 = new TextDecoder();
-
-function view(b: Uint8Array): DataView {
-  return new DataView(b.buffer, b.byteOffset, b.byteLength);
-}
-
-function alignUp(n: number, to: number): number {
-  return Math.ceil(n / to) * to;
-}
-
-function headerBlock(epoch: number): Uint8Array {
-  const b = new Uint8Array(BLOCK);
-  b.set(utf8.encode(SPOOL_MAGIC));
-  view(b).setUint32(8, epoch, true);
-  view(b).setUint32(12, digest(b.subarray(0, 12)), true);
-  return b;
-}
-
-function headerEpoch(b: Uint8Array): number | undefined {
-  if (fromUtf8.decode(b.subarray(0, 8)) !== SPOOL_MAGIC) return undefined;
-  return view(b).getUint32(12, true) === digest(b.subarray(0, 12)) ? view(b).getUint32(8, true) : undefined;
-}
-
-function recordChecksum(rec: Uint8Array, payload: number): number {
-  return digest(rec.subarray(REC_HEADER, REC_HEADER + payload), digest(rec.subarray(0, 20)));
-}
-
-function encodeRecord(epoch: number, id: number, mailbox: Uint8Array, body: Uint8Array): Uint8Array {
-  const rec = new Uint8Array(alignUp(REC_HEADER + mailbox.length + body.length, BLOCK));
-  const v = view(rec);
-  v.setUint32(0, REC_MAGIC, true);
-  v.setUint32(4, epoch, true);
-  v.setUint32(8, id, true);
-  v.setUint32(12, body.length, true);
-  v.setUint16(16, mailbox.length, true);
-  rec.set(mailbox, REC_HEADER);
-  rec.set(body, REC_HEADER + mailbox.length);
-  v.setUint32(20, recordChecksum(rec, mailbox.length + body.length), true);
-  return rec;
-}
-
-interface RecordHead {
-  mailboxBytes: number;
-  bodyBytes: number;
-  size: number;
-}
-
-/** The header of the record expected next in the spool, or undefined if it is not that record. */
-function parseHead(head: Uint8Array, epoch: number, id: number): RecordHead | undefined {
-  const v = view(head);
-  if (v.getUint32(0, true) !== REC_MAGIC || v.getUint32(4, true) !== epoch || v.getUint32(8, true) !== id)
-    return undefined;
-  const bodyBytes = v.getUint32(12, true);
-  const mailboxBytes = v.getUint16(16, true);
-  if (bodyBytes > MAIL_COSTS.maxBodyBytes || mailboxBytes === 0 || mailboxBytes > MAX_MAILBOX_BYTES) return undefined;
-  return { mailboxBytes, bodyBytes, size: alignUp(REC_HEADER + mailboxBytes + bodyBytes, BLOCK) };
-}
-
-/** A whole record's mailbox and body, if its checksum holds. */
-function parseRecord(rec: Uint8Array, h: RecordHead): { mailbox: string; body: Uint8Array } | undefined {
-  if (view(rec).getUint32(20, true) !== recordChecksum(rec, h.mailboxBytes + h.bodyBytes)) return undefined;
-  const mailbox = fromUtf8.decode(rec.subarray(REC_HEADER, REC_HEADER + h.mailboxBytes));
-  const start = REC_HEADER + h.mailboxBytes;
-  return { mailbox, body: rec.subarray(start, start + h.bodyBytes) };
-}
-
-/** Reads a region front to back in large chunks, so a recovery scan costs few hypercalls. */
-class ChunkReader {
-  private readonly m: Machine;
-  private readonly disk: number;
-  private readonly end: number;
-  private start = 0;
-  private buf: Uint8Array = new Uint8Array(0);
-
-  constructor(m: Machine, disk: number, end: number) {
-    this.m = m;
-    this.disk = disk;
-    this.end = end;
-  }
-
-  /** The bytes at [offset, offset+length), or undefined past the end of the region. */
-  async bytes(offset: number, length: number): Promise<Uint8Array | undefined> {
-    if (offset + length > this.end) return undefined;
-    if (offset < this.start || offset + length > this.start + this.buf.length) {
-      this.buf = await this.m.read(this.disk, offset, Math.min(Math.max(length, SCAN_CHUNK), this.end - offset));
-      this.start = offset;
-    }
-    return this.buf.subarray(offset - this.start, offset - this.start + length);
-  }
-}
+const SPOOL_AREA: AreaSpec = { offset: SPOOL_OFFSET, magic: 'VMSPOOL1', name: 'mail spool' };
+/** Records: 'VMML' magic, epoch, id, body length u32 at 12, mailbox length u16 at 16, checksum. */
+const SPOOL_RECORD = new RecordFormat({
+  magic: 0x4c4d4d56,
+  keyLengthAt: 16,
+  dataLengthAt: 12,
+  maxKeyBytes: 4 * 128,
+  maxDataBytes: MAIL_COSTS.maxBodyBytes,
+  align: BLOCK,
+});
 
 /** Figures sent with heartbeats (a type alias, so it is a `Record<string, number>`). */
 export type MailFigures = { messages: number; spoolBytes: number; submits: number; fetches: number };
@@ -166,7 +77,7 @@ export class MailApp implements ServerApp {
   private readonly disk: number;
   private readonly end: number;
   private readonly index = new Map<string, Map<number, Stored>>();
-  private readonly inFlight = new Set<Promise<IngressReply>>();
+  private readonly requests = new InFlight();
   private epoch = 0;
   private nextId = 1;
   /** Where the next record goes: allocated synchronously, so concurrent SUBMITs never overlap. */
@@ -195,44 +106,26 @@ export class MailApp implements ServerApp {
   }
 
   async start(fresh: boolean): Promise<void> {
-    const old = headerEpoch(await this.m.read(this.disk, SPOOL_OFFSET, BLOCK));
-    if (fresh) {
-      // A new epoch makes records left by an earlier install invalid without erasing them.
-      this.epoch = ((old ?? 0) + 1) >>> 0 || 1;
-      await this.m.write(this.disk, SPOOL_OFFSET, headerBlock(this.epoch));
-      await this.m.flush(this.disk);
-      return;
-    }
-    if (old === undefined) throw new VmsimError(ErrorCode.IO, 'the mail spool header is missing or corrupt');
-    this.epoch = old;
-    await this.recover();
+    this.epoch = await openArea(this.m, this.disk, SPOOL_AREA, fresh);
+    if (!fresh) await this.recover();
   }
 
   /** Rebuilds the index from the spool, up to the first torn or invalid record. */
   private async recover(): Promise<void> {
     const t0 = this.clock.now();
-    const reader = new ChunkReader(this.m, this.disk, this.end);
-    let pos = SPOOL_RECORDS_OFFSET;
-    let bytes = 0;
-    let records = 0;
-    for (;;) {
-      const head = await reader.bytes(pos, REC_HEADER);
-      const h = head && parseHead(head, this.epoch, this.nextId);
-      const rec = h && (await reader.bytes(pos, h.size));
-      const msg = h && rec && parseRecord(rec, h);
-      if (!h || !msg) break;
-      this.add(msg.mailbox, this.nextId++, { offset: pos, size: h.size });
-      pos += h.size;
-      bytes += h.size;
-      records++;
-    }
+    const area = { epoch: this.epoch, start: SPOOL_RECORDS_OFFSET, firstSeq: this.nextId, end: this.end };
+    const { tail, records } = await SPOOL_RECORD.scan(this.m, this.disk, area, (r) => {
+      this.add(r.key, r.seq, { offset: r.offset, size: r.size });
+    });
+    this.nextId += records;
+    const bytes = tail - SPOOL_RECORDS_OFFSET;
     await this.m.cpu(records * MAIL_COSTS.recoverCyclesPerRecord + bytes * MAIL_COSTS.recoverCyclesPerByte);
-    this.tail = this.writtenEnd = this.durableEnd = pos;
+    this.tail = this.writtenEnd = this.durableEnd = tail;
     this.logger.info({ messages: records, spoolBytes: bytes, simMs: this.clock.now() - t0 }, 'mail spool recovered');
   }
 
   async stop(): Promise<void> {
-    await Promise.allSettled([...this.inFlight]);
+    await this.requests.settled();
   }
 
   figures(): MailFigures {
@@ -244,18 +137,9 @@ export class MailApp implements ServerApp {
     };
   }
 
-  async handle(req: IngressRequest): Promise<IngressReply> {
-    if (req.app !== 'mail') return errorReply(ErrorCode.SCHEMA, `this VM runs a mail server, not ${req.app}`);
-    const p = this.dispatch(req).catch((e: unknown) => {
-      const ve = toVmsimError(e);
-      return errorReply(ve.code, ve.message);
-    });
-    this.inFlight.add(p);
-    try {
-      return await p;
-    } finally {
-      this.inFlight.delete(p);
-    }
+  handle(req: IngressRequest): Promise<IngressReply> {
+    if (req.app !== 'mail') return Promise.resolve(wrongApp('a mail server', req.app));
+    return this.requests.serve(this.dispatch(req));
   }
 
   private dispatch(req: MailRequest): Promise<IngressReply> {
@@ -283,7 +167,7 @@ export class MailApp implements ServerApp {
     );
     if (this.failed) throw this.failed;
     const mailbox = utf8.encode(req.mailbox);
-    const size = alignUp(REC_HEADER + mailbox.length + body.length, BLOCK);
+    const size = SPOOL_RECORD.size(mailbox.length, body.length);
     if (this.tail + size > this.end) {
       return errorReply(ErrorCode.NO_SPACE, `the mail spool is full (${this.tail - SPOOL_RECORDS_OFFSET} bytes)`);
     }
@@ -294,7 +178,7 @@ export class MailApp implements ServerApp {
     const slot = { end: this.tail, written: false };
     this.unwritten.push(slot);
     try {
-      await this.m.write(this.disk, offset, encodeRecord(this.epoch, id, mailbox, body));
+      await this.m.write(this.disk, offset, SPOOL_RECORD.encode(this.epoch, id, mailbox, body));
     } catch (e) {
       this.fail(e);
       throw e;
@@ -368,17 +252,17 @@ export class MailApp implements ServerApp {
     }
     await this.m.cpu(MAIL_COSTS.fetchCycles + MAIL_COSTS.fetchSyscalls * this.os.syscallCycles);
     const rec = await this.m.read(this.disk, at.offset, at.size);
-    const h = parseHead(rec, this.epoch, req.id);
-    const msg = h && parseRecord(rec, h);
-    if (!msg || msg.mailbox !== req.mailbox)
+    const msg = SPOOL_RECORD.decode(rec, this.epoch, req.id);
+    if (!msg || msg.key !== req.mailbox)
       throw new VmsimError(ErrorCode.IO, `spool record of message ${req.id} is corrupt`);
-    await this.m.cpu(msg.body.length * MAIL_COSTS.fetchCyclesPerByte);
+    const body = msg.data;
+    await this.m.cpu(body.length * MAIL_COSTS.fetchCyclesPerByte);
     return {
       ok: true,
       status: 200,
-      bytes: MAIL_COSTS.replyBytes + msg.body.length,
-      data: msg.body.slice(),
-      digest: hex(digest(msg.body)),
+      bytes: MAIL_COSTS.replyBytes + body.length,
+      data: body.slice(),
+      digest: hex(digest(body)),
       meta: { id: req.id },
     };
   }
