@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect } from '@nats-io/transport-node';
 import {
   IngressReply,
   ManagementClient,
@@ -12,7 +11,7 @@ import {
   type NatsConnection,
 } from '@vmsim/shared';
 import { startStack, type Stack } from '@vmsim/cli';
-import { startTestNats, tempHome, testNamespace, type TestNats } from './helpers/nats.ts';
+import { connectTo, startTestNats, tempHome, testNamespace, type TestNats } from './helpers/nats.ts';
 
 /** Each server kind, served by its own guest through the hypervisor, as a client sees it. */
 describe('the five server kinds through their guests', () => {
@@ -26,6 +25,7 @@ describe('the five server kinds through their guests', () => {
     nats = await startTestNats();
     stack = await startStack({
       natsUrl: nats.url,
+      natsAuth: nats.auth,
       ns,
       host: 'host1',
       home: tempHome(),
@@ -37,7 +37,7 @@ describe('the five server kinds through their guests', () => {
       detached: false,
       logLevel: 'warn',
     });
-    nc = await connect({ servers: nats.url });
+    nc = await connectTo(nats);
     api = new ManagementClient(nc, namespace(ns), 'host1', 30_000);
     const vms = [
       { name: 'web1', app: 'web', memoryMiB: 512 },

@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect } from '@nats-io/transport-node';
 import {
   ErrorCode,
   HypercallReply,
@@ -17,7 +16,7 @@ import {
 import { OpenLoop, createBusSender, type Summary } from '@vmsim/client-gen';
 import { startStack, type Stack } from '@vmsim/cli';
 import { EventLog } from './helpers/events.ts';
-import { startTestNats, tempHome, testNamespace, type TestNats } from './helpers/nats.ts';
+import { connectTo, startTestNats, tempHome, testNamespace, type TestNats } from './helpers/nats.ts';
 
 const TIME_SCALE = 2;
 const VMS = ['web1', 'web2', 'web3'];
@@ -34,6 +33,7 @@ describe('a host with three web VMs, end to end', () => {
     nats = await startTestNats();
     stack = await startStack({
       natsUrl: nats.url,
+      natsAuth: nats.auth,
       ns,
       host: 'host1',
       home: tempHome(),
@@ -45,7 +45,7 @@ describe('a host with three web VMs, end to end', () => {
       detached: false,
       env: { VMSIM_HEARTBEAT_MS: '250', VMSIM_WATCHDOG_MS: '5000' },
     });
-    nc = await connect({ servers: nats.url });
+    nc = await connectTo(nats);
     api = new ManagementClient(nc, namespace(ns), 'host1');
     events = new EventLog(nc, ns, 'host1');
   });

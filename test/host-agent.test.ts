@@ -2,7 +2,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect } from '@nats-io/transport-node';
 import {
   ErrorCode,
   HwDone,
@@ -17,7 +16,7 @@ import {
   type NatsConnection,
 } from '@vmsim/shared';
 import { stopProcess } from '@vmsim/cli';
-import { startTestNats, tempHome, testNamespace, type TestNats } from './helpers/nats.ts';
+import { connectTo, startTestNats, tempHome, testNamespace, type TestNats } from './helpers/nats.ts';
 
 const HOST_AGENT = fileURLToPath(import.meta.resolve('@vmsim/host-agent/main'));
 
@@ -41,6 +40,7 @@ describe('host-agent over the bus', () => {
         VMSIM_TIME_SCALE: '1',
         VMSIM_DATA_DIR: path.join(home, 'data'),
         LOG_LEVEL: 'warn',
+        ...(nats.auth ? { NATS_USER: nats.auth.user, NATS_PASS: nats.auth.pass } : {}),
       },
       stdio: ['ignore', 'inherit', 'inherit'],
     });
@@ -69,7 +69,7 @@ describe('host-agent over the bus', () => {
 
   beforeAll(async () => {
     nats = await startTestNats();
-    nc = await connect({ servers: nats.url });
+    nc = await connectTo(nats);
     nc.subscribe(`${ns}.test.reply.>`, {
       callback: (_e, m) => {
         replies.get(m.subject)?.(m.data);

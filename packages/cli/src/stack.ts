@@ -9,6 +9,8 @@ import { startNatsServer, stopProcess, type StartedNats } from './nats-server.ts
 export interface StackOptions {
   /** A running NATS server; when absent, a nats-server is started for the stack. */
   natsUrl?: string | undefined;
+  /** Credentials for that server, when it wants them. */
+  natsAuth?: { user: string; pass: string } | undefined;
   ns: string;
   host: string;
   /** Where data, logs and the NATS store go. */
@@ -76,6 +78,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     VMSIM_HYPERVISOR_TYPE: opts.hypervisorType,
     VMSIM_OVERCOMMIT: String(opts.overcommit),
     LOG_LEVEL: opts.logLevel ?? 'info',
+    ...(opts.natsAuth ? { NATS_USER: opts.natsAuth.user, NATS_PASS: opts.natsAuth.pass } : {}),
     ...opts.env,
   };
   const launch = (name: string, file: string): { proc: ChildProcess; log: string } => {
@@ -94,7 +97,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     if (nats) await nats.stop();
   };
   let hostInfo: HostInfo | undefined;
-  const nc = await connect({ servers: natsUrl, name: 'vmsim-cli' });
+  const nc = await connect({ servers: natsUrl, name: 'vmsim-cli', ...opts.natsAuth });
   try {
     const api = new ManagementClient(nc, namespace(opts.ns), opts.host, 1000);
     await waitFor(

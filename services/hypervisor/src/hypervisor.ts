@@ -71,6 +71,8 @@ export interface HypervisorConfig {
   /** Node flags for guest processes (a small young generation keeps an idle guest small). */
   guestNodeArgs: string[];
   natsUrl: string;
+  /** Bus credentials the guests connect with (per-guest credentials are issue 6's). */
+  natsAuth: { user: string; pass: string } | undefined;
   logLevel: string;
   heartbeatMs: number;
   watchdogMs: number;
@@ -376,6 +378,7 @@ export class Hypervisor {
         VMSIM_TIME_SCALE: String(this.cfg.timeScale),
         LOG_LEVEL: this.cfg.logLevel,
         VMSIM_GUEST_SPEC: JSON.stringify(spec),
+        ...(this.cfg.natsAuth ? { NATS_USER: this.cfg.natsAuth.user, NATS_PASS: this.cfg.natsAuth.pass } : {}),
       },
       stdio: ['ignore', 'inherit', 'inherit'],
     });

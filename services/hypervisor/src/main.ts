@@ -55,6 +55,7 @@ async function main(): Promise<void> {
       guestEntry,
       guestNodeArgs: cfg.VMSIM_GUEST_NODE_ARGS.split(' ').filter(Boolean),
       natsUrl: cfg.NATS_URL,
+      natsAuth: cfg.NATS_USER ? { user: cfg.NATS_USER, pass: cfg.NATS_PASS ?? '' } : undefined,
       logLevel: cfg.LOG_LEVEL,
       heartbeatMs: cfg.VMSIM_HEARTBEAT_MS,
       watchdogMs: cfg.VMSIM_WATCHDOG_MS,
