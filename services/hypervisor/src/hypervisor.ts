@@ -213,14 +213,22 @@ export class Hypervisor {
     for (const rec of this.vms.values()) clearTimeout(rec.restartTimer);
     for (const s of this.subs.splice(0)) s.unsubscribe();
     const exits: Promise<void>[] = [];
+    const poweredOff: string[] = [];
     for (const rec of this.vms.values()) {
       if (rec.proc) {
         const proc = rec.proc;
         exits.push(new Promise<void>((r) => proc.once('exit', () => r())));
+        poweredOff.push(rec.def.name);
         this.powerOff(rec, 'destroy', `hypervisor stopping: ${reason}`);
       }
     }
     await Promise.all(exits);
+    // Give their memory back while the bus is still up (it drains after this step).
+    await Promise.allSettled(
+      poweredOff.map((owner) =>
+        call(this.d.nc, hardwareSubjects.memFree(this.d.ns, this.d.host), { owner }, MemReply, 2000),
+      ),
+    );
     this.lag.stop();
   }
 
@@ -467,6 +475,8 @@ export class Hypervisor {
       );
     }
     if (dropped > 0) this.log.info({ vm: name, dropped }, 'dropped queued device requests');
+    // While the hypervisor stops, stop() frees the memory itself before the bus drains.
+    if (this.stopping) return;
     call(this.d.nc, hardwareSubjects.memFree(this.d.ns, this.d.host), { owner: name }, MemReply, 5000).catch(
       (e: unknown) => this.log.warn({ vm: name, err: (e as Error).message }, 'could not free memory on the host-agent'),
     );
