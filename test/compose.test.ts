@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dockerAnswers } from './helpers/nats.ts';
 
 // The docker compose path, for real: builds the image, runs `docker compose up` (client-gen runs
 // the default scenario on the stack), waits until the scenario's VMs run and serve, checks the
@@ -20,15 +21,6 @@ const LOAD = '2s';
 const LOAD_WALL_MS = 2_000 * TIME_SCALE;
 const SERVING_DEADLINE_MS = 180_000;
 const DOWN_BUDGET_MS = 30_000;
-
-function dockerAnswers(): boolean {
-  try {
-    execFileSync('docker', ['version', '--format', '{{.Server.Version}}'], { stdio: 'pipe', timeout: 5_000 });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

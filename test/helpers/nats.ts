@@ -22,7 +22,8 @@ export function connectTo(nats: TestNats): Promise<NatsConnection> {
 /** The one place that pins the NATS image the tests run (compose uses the same variable). */
 export const NATS_IMAGE = process.env['NATS_IMAGE'] ?? 'nats:2.14';
 
-function dockerAnswers(): boolean {
+/** Whether a Docker engine answers (`docker version` reaches a server). */
+export function dockerAnswers(): boolean {
   try {
     execFileSync('docker', ['version', '--format', '{{.Server.Version}}'], { stdio: 'pipe', timeout: 3000 });
     return true;
