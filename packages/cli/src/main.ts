@@ -33,6 +33,9 @@ Usage:
   vmsim vm start <name> [--no-wait]
   vmsim vm shutdown <name> [--timeout ms]     graceful (ACPI) shutdown
   vmsim vm destroy <name>                     forced power-off
+  vmsim vm tune <name> [--shares N] [--cpu-cap PCT] [--disk-bps N] [--disk-iops N]
+                         [--net-bps N] [--net-pps N]      change shares and rate limits, also
+                         while the VM runs ('none' lifts a limit; rates per simulated second)
   vmsim vm pause|resume|undefine <name>
   vmsim vm list [--json]
   vmsim vm info <name> [--json]
@@ -105,6 +108,11 @@ export async function run(argv: string[]): Promise<number> {
         post: { type: 'string' },
         seed: { type: 'string' },
         report: { type: 'string' },
+        'cpu-cap': { type: 'string' },
+        'disk-bps': { type: 'string' },
+        'disk-iops': { type: 'string' },
+        'net-bps': { type: 'string' },
+        'net-pps': { type: 'string' },
         attach: { type: 'boolean' },
       },
     });
@@ -224,7 +232,26 @@ async function vmCommand(
       return 0;
     });
   }
-  const ops = ['define', 'start', 'shutdown', 'destroy', 'pause', 'resume', 'undefine', 'info'];
+  const ops = ['define', 'start', 'shutdown', 'destroy', 'pause', 'resume', 'undefine', 'info', 'tune'];
+  /** Rate-limit flags: a number, or 'none' to lift the limit. */
+  const limits = () => {
+    const out: Record<string, number | null> = {};
+    const flags = [
+      ['cpu-cap', 'cpuCapPct'],
+      ['disk-bps', 'diskBytesPerS'],
+      ['disk-iops', 'diskOpsPerS'],
+      ['net-bps', 'netBytesPerS'],
+      ['net-pps', 'netOpsPerS'],
+    ] as const;
+    for (const [flag, key] of flags) {
+      const raw = str(flag);
+      if (raw === undefined) continue;
+      const n = raw === 'none' ? null : num(raw, flag, 0);
+      if (n !== null && !(n > 0)) throw new UsageError(`--${flag}: must be > 0 or 'none'`);
+      out[key] = n;
+    }
+    return out;
+  };
   if (!sub || !ops.includes(sub)) throw new UsageError(`vm needs one of: ${[...ops, 'list'].join(', ')}`);
   if (!name) throw new UsageError(`vm ${sub} needs a VM name`);
   if (sub === 'define') {
@@ -236,6 +263,7 @@ async function vmCommand(
       ...(str('memory') ? { memoryMiB: num(str('memory'), 'memory', 1024) } : {}),
       ...(str('disk') ? { diskGiB: num(str('disk'), 'disk', 4) } : {}),
       ...(str('shares') ? { shares: num(str('shares'), 'shares', 100) } : {}),
+      ...limits(),
     });
     return withApi(home, async (api) => {
       const info = await api.call('define', def);
@@ -268,6 +296,19 @@ async function vmCommand(
       case 'info': {
         const info = await api.call('info', { name });
         out(v['json'] ? JSON.stringify(info, null, 2) : vmDetails(info));
+        return 0;
+      }
+      case 'tune': {
+        const info = await api.call('tune', {
+          name,
+          ...(str('shares') ? { shares: num(str('shares'), 'shares', 100) } : {}),
+          ...limits(),
+        });
+        const d = info.definition;
+        out(
+          `${name}: shares ${d.shares}, cpu cap ${d.cpuCapPct ?? 'none'}%, disk ${d.diskBytesPerS ?? '-'} B/s ${d.diskOpsPerS ?? '-'} IOPS, ` +
+            `net ${d.netBytesPerS ?? '-'} B/s ${d.netOpsPerS ?? '-'} pkt/s`,
+        );
         return 0;
       }
       case 'undefine':

@@ -114,6 +114,11 @@ export async function runScenario(o: RunOptions): Promise<Report> {
         diskGiB: vm.diskGiB,
         shares: vm.shares,
         crashPolicy: vm.crashPolicy,
+        cpuCapPct: vm.cpuCapPct,
+        diskBytesPerS: vm.diskBytesPerS,
+        diskOpsPerS: vm.diskOpsPerS,
+        netBytesPerS: vm.netBytesPerS,
+        netOpsPerS: vm.netOpsPerS,
       });
     }
     for (const vm of s.vms) {

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
-import { APP_KINDS, CRASH_POLICIES, GUEST_OSES, VmName } from '@vmsim/shared';
+import { APP_KINDS, CRASH_POLICIES, GUEST_OSES, ResourceLimits, VmName } from '@vmsim/shared';
 import { parseDuration } from './format.ts';
 
 /** A duration: "500ms", "10s", "2m", or a number of ms. Simulated time. */
@@ -51,6 +51,7 @@ export const ScenarioVm = z
     diskGiB: z.number().min(0.125).default(4),
     shares: z.number().int().min(1).max(10_000).default(100),
     crashPolicy: z.enum(CRASH_POLICIES).default('restart'),
+    ...ResourceLimits.shape,
   })
   .strict();
 export type ScenarioVm = z.infer<typeof ScenarioVm>;

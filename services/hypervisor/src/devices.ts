@@ -1,4 +1,12 @@
-import type { Clock, HardwareProfile, Logger, NatsConnection, Namespace, NicDirection } from '@vmsim/shared';
+import type {
+  Clock,
+  HardwareProfile,
+  Logger,
+  NatsConnection,
+  Namespace,
+  NicDirection,
+  VmDefinition,
+} from '@vmsim/shared';
 import { ErrorCode, VmsimError, encode, hardwareSubjects } from '@vmsim/shared';
 import { ResourceScheduler, type Job, type Policy } from './scheduler.ts';
 
@@ -108,8 +116,23 @@ export class HostDevices {
     return s;
   }
 
-  configureVm(vm: string, shares: number, vcpus: number): void {
-    for (const s of this.all()) s.configureVm(vm, { weight: shares, ...(s === this.cpu ? { limit: vcpus } : {}) });
+  /**
+   * Applies a VM's shares, vCPU count and rate limits to every device's scheduler. Buckets
+   * hold 100 ms of their rate, so short bursts pass and the average is held.
+   */
+  configureVm(vm: string, def: VmDefinition): void {
+    const limit = (perS: number | null | undefined) => (perS ? { ratePerMs: perS / 1000, burst: perS / 10 } : null);
+    this.cpu.configureVm(vm, {
+      weight: def.shares,
+      limit: def.vcpus,
+      cap: def.cpuCapPct ? { ratePerMs: def.cpuCapPct / 100, burst: Math.max(1, def.cpuCapPct / 10) } : null,
+    });
+    for (const d of this.disks.values()) {
+      d.configureVm(vm, { weight: def.shares, bytes: limit(def.diskBytesPerS), ops: limit(def.diskOpsPerS) });
+    }
+    for (const n of [this.nic.rx, this.nic.tx]) {
+      n.configureVm(vm, { weight: def.shares, bytes: limit(def.netBytesPerS), ops: limit(def.netOpsPerS) });
+    }
   }
 
   setPolicy(policy: Policy): void {

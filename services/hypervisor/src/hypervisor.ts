@@ -12,6 +12,7 @@ import type {
   VmDefinition,
   VmInfo,
   MgmtOp,
+  ResourceLimits,
 } from '@vmsim/shared';
 import {
   ErrorCode,
@@ -359,7 +360,7 @@ export class Hypervisor {
     rec.lastHeartbeatWallMs = null;
     rec.startedAt = Date.now();
     rec.startedWallMs = Date.now();
-    this.devices.configureVm(name, rec.def.shares, rec.def.vcpus);
+    this.devices.configureVm(name, rec.def);
     this.transition(rec, 'start', reason);
     this.spawnGuest(rec);
     return toInfo(rec, Date.now());
@@ -515,6 +516,21 @@ export class Hypervisor {
     return toInfo(rec, Date.now());
   }
 
+  /** Changes a VM's shares and rate limits; a running VM's schedulers take them at once. */
+  tuneVm(req: { name: string; shares?: number | undefined } & ResourceLimits): VmInfo {
+    const rec = this.get(req.name);
+    const { name: _name, ...changes } = req;
+    const next: VmDefinition = { ...rec.def };
+    for (const [k, v] of Object.entries(changes) as [keyof typeof changes, unknown][]) {
+      if (v !== undefined) (next as Record<string, unknown>)[k] = v;
+    }
+    rec.def = next;
+    this.store.save(this.vms.values());
+    if (ACTIVE_STATES.includes(rec.state)) this.devices.configureVm(rec.def.name, rec.def);
+    this.log.info({ vm: rec.def.name, changes }, `vm ${rec.def.name}: tuned`);
+    return toInfo(rec, Date.now());
+  }
+
   pauseVm(name: string): VmInfo {
     const rec = this.get(name);
     nextState(name, rec.state, 'pause');
@@ -652,14 +668,19 @@ export class Hypervisor {
       }
       const seg = segs[0]!;
       fig.bytes += length;
-      this.devices.diskScheduler(seg.disk).submit(name, this.devices.diskCost(seg.disk, length), {
-        subject: this.devices.subjects.disk.get(seg.disk)!,
-        kind: hc.op,
-        body:
-          hc.op === 'disk.read'
-            ? { replyTo, op: 'read', offset: seg.pOffset, length }
-            : { replyTo, op: 'write', offset: seg.pOffset, data: hc.data },
-      });
+      this.devices.diskScheduler(seg.disk).submit(
+        name,
+        this.devices.diskCost(seg.disk, length),
+        {
+          subject: this.devices.subjects.disk.get(seg.disk)!,
+          kind: hc.op,
+          body:
+            hc.op === 'disk.read'
+              ? { replyTo, op: 'read', offset: seg.pOffset, length }
+              : { replyTo, op: 'write', offset: seg.pOffset, data: hc.data },
+        },
+        length,
+      );
     } catch (e) {
       fig.errors++;
       const ve = toVmsimError(e);
@@ -738,11 +759,16 @@ export class Hypervisor {
     rec.net.requests++;
     rec.net.rxBytes += req.bytes;
     const frame = encode({ cid: conn.cid, req });
-    this.devices.nic.rx.submit(name, this.devices.nicCost(req.bytes), {
-      subject: this.devices.subjects.nic.rx,
-      kind: 'net.rx',
-      body: { replyTo: vnicRxSubject(this.d.ns, name), bytes: req.bytes, frame },
-    });
+    this.devices.nic.rx.submit(
+      name,
+      this.devices.nicCost(req.bytes),
+      {
+        subject: this.devices.subjects.nic.rx,
+        kind: 'net.rx',
+        body: { replyTo: vnicRxSubject(this.d.ns, name), bytes: req.bytes, frame },
+      },
+      req.bytes,
+    );
   }
 
   private onVnicTx(m: Msg): void {
@@ -765,11 +791,16 @@ export class Hypervisor {
     const bytes = tx.res.ok ? tx.res.bytes : 256;
     rec.net.replies++;
     rec.net.txBytes += bytes;
-    this.devices.nic.tx.submit(rec.def.name, this.devices.nicCost(bytes), {
-      subject: this.devices.subjects.nic.tx,
-      kind: 'net.tx',
-      body: { replyTo: conn.replyTo, bytes, frame: encode(tx.res) },
-    });
+    this.devices.nic.tx.submit(
+      rec.def.name,
+      this.devices.nicCost(bytes),
+      {
+        subject: this.devices.subjects.nic.tx,
+        kind: 'net.tx',
+        body: { replyTo: conn.replyTo, bytes, frame: encode(tx.res) },
+      },
+      bytes,
+    );
   }
 
   private expireConnections(): void {
@@ -815,6 +846,7 @@ export class Hypervisor {
       destroy: (r: { name: string }) => this.destroyVm(r.name),
       pause: (r: { name: string }) => this.pauseVm(r.name),
       resume: (r: { name: string }) => this.resumeVm(r.name),
+      tune: (r: { name: string } & ResourceLimits) => this.tuneVm(r),
       list: () => ({ vms: [...this.vms.values()].map((r) => toInfo(r, Date.now())) }),
       info: (r: { name: string }) => toInfo(this.get(r.name), Date.now()),
     };

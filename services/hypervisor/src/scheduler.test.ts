@@ -158,3 +158,94 @@ describe('ResourceScheduler mechanics', () => {
     expect(() => sched.complete('b')).toThrow(/no job/);
   });
 });
+
+describe('ResourceScheduler rate limits in virtual time', () => {
+  /** One device of capacity 1; each VM keeps `outstanding` jobs queued; returns device ms and bytes per VM. */
+  function run(
+    setup: (s: ResourceScheduler<{ cost: number }>) => void,
+    vms: { vm: string; outstanding: number; cost: number; bytes?: number }[],
+    horizonMs: number,
+    midway?: (s: ResourceScheduler<{ cost: number }>) => void,
+  ) {
+    const clock = new VirtualClock();
+    const served = new Map<string, { ms: number; bytes: number; ops: number }>(
+      vms.map((v) => [v.vm, { ms: 0, bytes: 0, ops: 0 }]),
+    );
+    const sched: ResourceScheduler<{ cost: number }> = new ResourceScheduler<{ cost: number }>({
+      name: 'dev',
+      policy: 'fair',
+      capacity: 1,
+      clock,
+      dispatch: (job) => {
+        clock.at(clock.now() + job.payload.cost, () => {
+          if (clock.now() <= horizonMs) {
+            const s = served.get(job.vm)!;
+            s.ms += job.payload.cost;
+            s.bytes += job.bytes;
+            s.ops++;
+          }
+          sched.complete(job.vm);
+          const v = vms.find((x) => x.vm === job.vm)!;
+          if (clock.now() < horizonMs) sched.submit(v.vm, v.cost, { cost: v.cost }, v.bytes ?? 0);
+        });
+      },
+    });
+    setup(sched);
+    for (const v of vms)
+      for (let i = 0; i < v.outstanding; i++) sched.submit(v.vm, v.cost, { cost: v.cost }, v.bytes ?? 0);
+    if (midway) clock.at(horizonMs / 2, () => midway(sched));
+    clock.runAll();
+    return served;
+  }
+
+  it('caps a VM at a share of the device even when it could use more', () => {
+    const served = run(
+      (s) => s.configureVm('capped', { cap: { ratePerMs: 0.25, burst: 5 } }),
+      [
+        { vm: 'capped', outstanding: 8, cost: 1 },
+        { vm: 'free', outstanding: 8, cost: 1 },
+      ],
+      20_000,
+    );
+    expect(served.get('capped')!.ms / 20_000).toBeCloseTo(0.25, 2);
+    expect(served.get('free')!.ms / 20_000).toBeGreaterThan(0.74);
+  });
+
+  it('leaves the device idle rather than exceed a cap (not work-conserving, like a CPU quota)', () => {
+    const served = run(
+      (s) => s.configureVm('alone', { cap: { ratePerMs: 0.4, burst: 2 } }),
+      [{ vm: 'alone', outstanding: 4, cost: 1 }],
+      10_000,
+    );
+    expect(served.get('alone')!.ms / 10_000).toBeCloseTo(0.4, 2);
+  });
+
+  it('limits bytes and operations per ms with token buckets', () => {
+    const bytes = run(
+      (s) => s.configureVm('v', { bytes: { ratePerMs: 4096, burst: 65536 } }),
+      [{ vm: 'v', outstanding: 4, cost: 0.1, bytes: 16384 }],
+      10_000,
+    );
+    expect(Math.abs(bytes.get('v')!.bytes / 10_000 - 4096) / 4096).toBeLessThan(0.05);
+    const ops = run(
+      (s) => s.configureVm('v', { ops: { ratePerMs: 2, burst: 10 } }),
+      [{ vm: 'v', outstanding: 4, cost: 0.1 }],
+      10_000,
+    );
+    expect(Math.abs(ops.get('v')!.ops / 10_000 - 2) / 2).toBeLessThan(0.05);
+  });
+
+  it('applies a change while the VM runs: lifting the cap gives it its fair share again', () => {
+    const served = run(
+      (s) => s.configureVm('a', { cap: { ratePerMs: 0.1, burst: 1 } }),
+      [
+        { vm: 'a', outstanding: 8, cost: 1 },
+        { vm: 'b', outstanding: 8, cost: 1 },
+      ],
+      20_000,
+      (s) => s.configureVm('a', { cap: null }),
+    );
+    // Half the time at 10%, half at 50%.
+    expect(served.get('a')!.ms / 20_000).toBeCloseTo(0.3, 1);
+  });
+});

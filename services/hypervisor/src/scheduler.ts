@@ -1,4 +1,5 @@
-import type { Clock } from '@vmsim/shared';
+import type { Clock, TimerHandle } from '@vmsim/shared';
+import { TokenBucket } from './token-bucket.ts';
 
 export const POLICIES = ['fifo', 'fair'] as const;
 export type Policy = (typeof POLICIES)[number];
@@ -8,15 +9,43 @@ export interface Job<T> {
   /** Estimated device time in simulated ms: what fair queueing charges the VM. */
   readonly cost: number;
   readonly payload: T;
+  /** Bytes moved, for byte-rate limits (disk, network). */
+  readonly bytes: number;
   readonly enqueuedAt: number;
   readonly seq: number;
   start: number;
   finish: number;
 }
 
+/** A rate a VM may use a device at: per simulated ms, with a bucket of `burst`. */
+export interface RateLimit {
+  ratePerMs: number;
+  burst: number;
+}
+
+/** Per-VM controls on one device; `null` removes a limit. */
+export interface FlowControls {
+  weight?: number;
+  /** Most jobs of the VM on the device at once (its vCPUs, for a CPU). */
+  limit?: number;
+  /** Device time (ms per ms: 0.5 is half of one core or disk) — a CPU cap. */
+  cap?: RateLimit | null;
+  bytes?: RateLimit | null;
+  ops?: RateLimit | null;
+}
+
+interface Buckets {
+  cap?: TokenBucket | undefined;
+  bytes?: TokenBucket | undefined;
+  ops?: TokenBucket | undefined;
+}
+
 interface Flow<T> {
   weight: number;
   limit: number;
+  buckets: Buckets;
+  /** Held back by a rate limit since its last dispatch. */
+  throttled: boolean;
   inFlight: number;
   lastFinish: number;
   queue: Job<T>[];
@@ -49,6 +78,7 @@ export class ResourceScheduler<T> {
   private seq = 0;
   private running = 0;
   private queuedCount = 0;
+  private wake: { at: number; handle: TimerHandle } | undefined;
 
   constructor(opts: SchedulerOptions<T>) {
     this.name = opts.name;
@@ -69,21 +99,59 @@ export class ResourceScheduler<T> {
   private flow(vm: string): Flow<T> {
     let f = this.flows.get(vm);
     if (!f) {
-      f = { weight: 100, limit: Infinity, inFlight: 0, lastFinish: 0, queue: [], head: 0 };
+      f = {
+        weight: 100,
+        limit: Infinity,
+        buckets: {},
+        throttled: false,
+        inFlight: 0,
+        lastFinish: 0,
+        queue: [],
+        head: 0,
+      };
       this.flows.set(vm, f);
     }
     return f;
   }
 
-  /** Sets a VM's share (weight) and the most jobs it may hold on the device at once. */
-  configureVm(vm: string, opts: { weight?: number; limit?: number }): void {
+  /**
+   * Sets a VM's share (weight), the most jobs it may hold on the device at once, and its
+   * rate limits (a cap on device time, bytes and operations per ms, as token buckets).
+   * Changes apply to the next dispatch, so they can be made while the VM runs.
+   */
+  configureVm(vm: string, c: FlowControls): void {
     const f = this.flow(vm);
-    if (opts.weight !== undefined) {
-      if (!(opts.weight > 0)) throw new RangeError(`weight must be > 0, got ${opts.weight}`);
-      f.weight = opts.weight;
+    if (c.weight !== undefined) {
+      if (!(c.weight > 0)) throw new RangeError(`weight must be > 0, got ${c.weight}`);
+      f.weight = c.weight;
     }
-    if (opts.limit !== undefined) f.limit = Math.max(1, opts.limit);
+    if (c.limit !== undefined) f.limit = Math.max(1, c.limit);
+    const now = this.clock.now();
+    for (const key of ['cap', 'bytes', 'ops'] as const) {
+      const l = c[key];
+      if (l === undefined) continue;
+      f.buckets[key] = l === null ? undefined : new TokenBucket(l.ratePerMs, l.burst, now);
+    }
     this.pump();
+  }
+
+  /** The controls a VM has on this device now. */
+  controlsOf(vm: string): {
+    weight: number;
+    limit: number;
+    cap: RateLimit | null;
+    bytes: RateLimit | null;
+    ops: RateLimit | null;
+  } {
+    const f = this.flow(vm);
+    const rate = (b: TokenBucket | undefined) => (b ? { ratePerMs: b.ratePerMs, burst: b.burst } : null);
+    return {
+      weight: f.weight,
+      limit: f.limit,
+      cap: rate(f.buckets.cap),
+      bytes: rate(f.buckets.bytes),
+      ops: rate(f.buckets.ops),
+    };
   }
 
   queuedFor(vm: string): number {
@@ -91,14 +159,14 @@ export class ResourceScheduler<T> {
     return f ? f.queue.length - f.head : 0;
   }
 
-  submit(vm: string, cost: number, payload: T): void {
+  submit(vm: string, cost: number, payload: T, bytes = 0): void {
     const f = this.flow(vm);
     const now = this.clock.now();
     const backlogged = f.queue.length - f.head > 0;
     const start = backlogged ? f.lastFinish : Math.max(this.virtualTime, f.lastFinish);
     const finish = start + cost / f.weight;
     f.lastFinish = finish;
-    f.queue.push({ vm, cost, payload, enqueuedAt: now, seq: this.seq++, start, finish });
+    f.queue.push({ vm, cost, payload, bytes, enqueuedAt: now, seq: this.seq++, start, finish });
     this.queuedCount++;
     this.pump();
   }
@@ -125,18 +193,31 @@ export class ResourceScheduler<T> {
   }
 
   private pump(): void {
+    const now = this.clock.now();
     while (this.running < this.capacity && this.queuedCount > 0) {
       let best: Flow<T> | undefined;
       let bestJob: Job<T> | undefined;
+      let throttledUntil = Infinity;
       for (const f of this.flows.values()) {
         if (f.head >= f.queue.length || f.inFlight >= f.limit) continue;
+        const readyAt = this.readyAt(f, now);
+        if (readyAt > now) {
+          throttledUntil = Math.min(throttledUntil, readyAt);
+          f.throttled = true;
+          continue;
+        }
+        if (f.throttled) this.rebase(f);
         const j = f.queue[f.head]!;
         if (!bestJob || this.before(j, bestJob)) {
           best = f;
           bestJob = j;
         }
       }
-      if (!best || !bestJob) return;
+      if (!best || !bestJob) {
+        // Only rate-limited VMs have work: come back when the first of them may go on.
+        if (throttledUntil < Infinity) this.wakeAt(throttledUntil);
+        return;
+      }
       best.head++;
       if (best.head > 1024 && best.head * 2 > best.queue.length) {
         best.queue = best.queue.slice(best.head);
@@ -146,8 +227,46 @@ export class ResourceScheduler<T> {
       best.inFlight++;
       this.running++;
       if (bestJob.start > this.virtualTime) this.virtualTime = bestJob.start;
-      this.dispatchFn(bestJob, this.clock.now() - bestJob.enqueuedAt);
+      best.buckets.cap?.take(bestJob.cost, now);
+      best.buckets.bytes?.take(bestJob.bytes, now);
+      best.buckets.ops?.take(1, now);
+      this.dispatchFn(bestJob, now - bestJob.enqueuedAt);
     }
+  }
+
+  /**
+   * A flow a rate limit held back must not come back with the old start tags of its queue:
+   * they would let it catch up on the time it was throttled, starving the others. Its
+   * queue moves up to the current virtual time (what it would get had it just arrived).
+   */
+  private rebase(f: Flow<T>): void {
+    f.throttled = false;
+    const head = f.queue[f.head];
+    if (!head || head.start >= this.virtualTime) return;
+    const shift = this.virtualTime - head.start;
+    for (let i = f.head; i < f.queue.length; i++) {
+      const j = f.queue[i]!;
+      j.start += shift;
+      j.finish += shift;
+    }
+    f.lastFinish += shift;
+  }
+
+  /** When a flow's rate limits next let it dispatch. */
+  private readyAt(f: Flow<T>, now: number): number {
+    const b = f.buckets;
+    if (!b.cap && !b.bytes && !b.ops) return now;
+    return Math.max(b.cap?.readyAt(now) ?? now, b.bytes?.readyAt(now) ?? now, b.ops?.readyAt(now) ?? now);
+  }
+
+  private wakeAt(at: number): void {
+    if (this.wake && this.wake.at <= at) return;
+    if (this.wake) this.clock.cancel(this.wake.handle);
+    const handle = this.clock.at(at, () => {
+      this.wake = undefined;
+      this.pump();
+    });
+    this.wake = { at, handle };
   }
 
   private before(a: Job<T>, b: Job<T>): boolean {

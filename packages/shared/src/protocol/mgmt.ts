@@ -11,6 +11,21 @@ export const CRASH_POLICIES = ['restart', 'destroy', 'preserve'] as const;
 
 export const VmName = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "a VM name is 1-64 letters, digits, '-' or '_'");
 
+const rate = z.number().positive().nullable().optional();
+/**
+ * Rate limits per VM, changeable while it runs (`tune`): a CPU cap in percent of one core
+ * (200 = two full cores), and token buckets on its disk and network traffic, per simulated
+ * second, as Firecracker's rate limiters. `null` or absent: no limit.
+ */
+export const ResourceLimits = z.object({
+  cpuCapPct: rate,
+  diskBytesPerS: rate,
+  diskOpsPerS: rate,
+  netBytesPerS: rate,
+  netOpsPerS: rate,
+});
+export type ResourceLimits = z.infer<typeof ResourceLimits>;
+
 export const VmDefinition = z.object({
   name: VmName,
   app: z.enum(APPS).default('web'),
@@ -38,6 +53,7 @@ export const VmDefinition = z.object({
   /** Restarts allowed within `restartWindowMs` before the VM is marked failed (as Proxmox HA's max_restart). */
   maxRestarts: z.number().int().min(0).max(100).default(3),
   restartWindowMs: z.number().int().min(1000).max(86_400_000).default(600_000),
+  ...ResourceLimits.shape,
 });
 export type VmDefinition = z.infer<typeof VmDefinition>;
 export type VmDefinitionInput = z.input<typeof VmDefinition>;
@@ -113,6 +129,8 @@ export const MgmtRequests = {
   destroy: byName,
   pause: byName,
   resume: byName,
+  /** Changes shares and rate limits, also while the VM runs. */
+  tune: byName.extend({ shares: z.number().int().min(1).max(10000).optional(), ...ResourceLimits.shape }),
   list: z.object({}),
   info: byName,
 } as const;
@@ -128,6 +146,7 @@ export const MgmtResults = {
   destroy: VmInfo,
   pause: VmInfo,
   resume: VmInfo,
+  tune: VmInfo,
   list: z.object({ vms: z.array(VmInfo) }),
   info: VmInfo,
 } as const satisfies Record<MgmtOp, z.ZodType>;

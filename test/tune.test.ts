@@ -1,0 +1,77 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ManagementClient, RandomStreams, RealClock, namespace, waitFor, type NatsConnection } from '@vmsim/shared';
+import { LoadRunner, createBusSender } from '@vmsim/client-gen';
+import { startStack, type Stack } from '@vmsim/cli';
+import { connectTo, startTestNats, tempHome, testNamespace, type TestNats } from './helpers/nats.ts';
+
+const TIME_SCALE = 2;
+
+/** Resource controls changed while a VM runs take effect on its next requests. */
+describe('tuning a running VM', () => {
+  let nats: TestNats;
+  let stack: Stack;
+  let nc: NatsConnection;
+  let api: ManagementClient;
+  const ns = testNamespace();
+
+  beforeAll(async () => {
+    nats = await startTestNats();
+    stack = await startStack({
+      natsUrl: nats.url,
+      natsAuth: nats.auth,
+      ns,
+      host: 'host1',
+      home: tempHome(),
+      timeScale: TIME_SCALE,
+      profile: 'small',
+      scheduler: 'fair',
+      hypervisorType: 'type1',
+      overcommit: 1,
+      detached: false,
+      logLevel: 'warn',
+    });
+    nc = await connectTo(nats);
+    api = new ManagementClient(nc, namespace(ns), 'host1', 30_000);
+    await api.call('define', { name: 'web1', memoryMiB: 512, diskGiB: 0.25, os: 'bsd' });
+    await api.call('start', { name: 'web1' });
+    await waitFor(async () => (await api.call('info', { name: 'web1' })).state === 'running', 60_000, 'web1 running');
+  });
+
+  afterAll(async () => {
+    await nc?.close();
+    await stack?.stop();
+    await nats?.stop();
+  });
+
+  /** Closed-model throughput of web1 (ok per simulated second) and the CPU queue wait it saw. */
+  async function measure(seed: string): Promise<{ okPerS: number; cpuWaitMs: number }> {
+    const before = (await api.call('info', { name: 'web1' })).hypercalls.byOp['cpu']!.waitMs;
+    const clock = new RealClock(TIME_SCALE);
+    const s = await new LoadRunner({
+      clock,
+      streams: new RandomStreams(seed),
+      targets: [{ vm: 'web1', app: 'web', model: 'closed', users: 4, thinkMs: 1, mix: { GET: 1, POST: 0 } }],
+      durationMs: 1_500,
+      timeoutMs: 10_000,
+      send: createBusSender(nc, namespace(ns), 'host1', { timeoutMs: 30_000 }),
+    }).run();
+    const t = s.targets[0]!;
+    expect(t.errorCount + t.timeouts).toBe(0);
+    const after = (await api.call('info', { name: 'web1' })).hypercalls.byOp['cpu']!.waitMs;
+    return { okPerS: t.okPerS, cpuWaitMs: after - before };
+  }
+
+  it('a CPU cap set on a running VM throttles it, and lifting it restores its throughput', async () => {
+    const free = await measure('a');
+    const tuned = await api.call('tune', { name: 'web1', cpuCapPct: 1 });
+    expect(tuned.definition.cpuCapPct).toBe(1);
+    const capped = await measure('b');
+    // Each GET needs ≈0.06-0.1 ms of CPU: 1% of a core allows at most ~100-170 per second.
+    expect(capped.okPerS).toBeLessThan(free.okPerS / 2);
+    expect(capped.okPerS).toBeLessThan(200);
+    expect(capped.cpuWaitMs).toBeGreaterThan(free.cpuWaitMs);
+    await api.call('tune', { name: 'web1', cpuCapPct: null });
+    const lifted = await measure('c');
+    expect(lifted.okPerS).toBeGreaterThan(capped.okPerS * 2);
+  });
+});
