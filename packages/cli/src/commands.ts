@@ -90,7 +90,7 @@ export async function withApi<T>(
     nc = await connect({ servers: ctx.natsUrl, name: 'vmsim-cli', timeout: 3000 });
   } catch (e) {
     throw new Error(
-      `cannot reach the bus at ${ctx.natsUrl} (${(e as Error).message}); is the stack up? (\`vmsim up\`)`,
+      `cannot reach the bus at ${ctx.natsUrl} (${(e as Error).message}); is the stack up? (\`vmsim up\` or \`docker compose up\`)`,
       { cause: e },
     );
   }

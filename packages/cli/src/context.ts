@@ -35,15 +35,32 @@ export function readContext(home: string): Context | undefined {
   return validate(JSON.parse(fs.readFileSync(file, 'utf8')), Context, `context file ${file}`);
 }
 
-export function requireContext(home: string): Context {
+/**
+ * The stack to talk to: the context file, or else NATS_URL (+ VMSIM_NS, VMSIM_HOST) from the
+ * environment, which is how containers that did not start the stack find it.
+ */
+export function requireContext(home: string, env: Record<string, string | undefined> = process.env): Context {
   const ctx = readContext(home);
-  if (!ctx) {
-    throw new VmsimError(
-      ErrorCode.NOT_FOUND,
-      `no running stack: ${contextFile(home)} does not exist (start one with \`vmsim up\`)`,
-    );
+  if (ctx) return ctx;
+  const natsUrl = env['NATS_URL'];
+  if (natsUrl) {
+    return {
+      version: 1,
+      natsUrl,
+      ns: env['VMSIM_NS'] ?? 'vmsim',
+      host: env['VMSIM_HOST'] ?? 'host1',
+      home,
+      startedAt: '',
+      pids: { nats: null, hostAgent: 0, hypervisor: 0 },
+      logs: { nats: null, hostAgent: '', hypervisor: '' },
+      timeScale: Number(env['VMSIM_TIME_SCALE'] ?? 10),
+    };
   }
-  return ctx;
+  throw new VmsimError(
+    ErrorCode.NOT_FOUND,
+    `no running stack: ${contextFile(home)} does not exist and NATS_URL is not set ` +
+      '(start one with `vmsim up`, or `docker compose up`)',
+  );
 }
 
 export function writeContext(home: string, ctx: Context): void {
