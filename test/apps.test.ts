@@ -10,35 +10,18 @@ import {
   type IngressRequest,
   type NatsConnection,
 } from '@vmsim/shared';
-import { startStack, type Stack } from '@vmsim/cli';
-import { connectTo, startTestNats, tempHome, testNamespace, type TestNats } from './helpers/nats.ts';
+import { startTestStack, type TestStack } from './helpers/stack.ts';
 
 /** Each server kind, served by its own guest through the hypervisor, as a client sees it. */
 describe('the five server kinds through their guests', () => {
-  let nats: TestNats;
-  let stack: Stack;
+  let t: TestStack;
   let nc: NatsConnection;
   let api: ManagementClient;
-  const ns = testNamespace();
+  let ns: string;
 
   beforeAll(async () => {
-    nats = await startTestNats();
-    stack = await startStack({
-      natsUrl: nats.url,
-      natsAuth: nats.auth,
-      ns,
-      host: 'host1',
-      home: tempHome(),
-      timeScale: 1,
-      profile: 'small',
-      scheduler: 'fair',
-      hypervisorType: 'type1',
-      overcommit: 1,
-      detached: false,
-      logLevel: 'warn',
-    });
-    nc = await connectTo(nats);
-    api = new ManagementClient(nc, namespace(ns), 'host1', 30_000);
+    t = await startTestStack({ timeScale: 1 });
+    ({ nc, api, ns } = t);
     const vms = [
       { name: 'web1', app: 'web', memoryMiB: 512 },
       { name: 'mail1', app: 'mail', os: 'bsd', memoryMiB: 512 },
@@ -58,9 +41,7 @@ describe('the five server kinds through their guests', () => {
   });
 
   afterAll(async () => {
-    await nc?.close();
-    await stack?.stop();
-    await nats?.stop();
+    await t?.stop();
   });
 
   async function send(vm: string, req: IngressRequest): Promise<IngressReply> {

@@ -14,46 +14,33 @@ import {
   type VmInfo,
 } from '@vmsim/shared';
 import { OpenLoop, createBusSender, type Summary } from '@vmsim/client-gen';
-import { startStack, type Stack } from '@vmsim/cli';
+import type { Stack } from '@vmsim/cli';
 import { EventLog } from './helpers/events.ts';
-import { connectTo, startTestNats, tempHome, testNamespace, type TestNats } from './helpers/nats.ts';
+import { startTestStack, type TestStack } from './helpers/stack.ts';
 
 const TIME_SCALE = 2;
 const VMS = ['web1', 'web2', 'web3'];
 
 describe('a host with three web VMs, end to end', () => {
-  let nats: TestNats;
+  let t: TestStack;
   let stack: Stack;
   let nc: NatsConnection;
   let api: ManagementClient;
   let events: EventLog;
-  const ns = testNamespace();
+  let ns: string;
 
   beforeAll(async () => {
-    nats = await startTestNats();
-    stack = await startStack({
-      natsUrl: nats.url,
-      natsAuth: nats.auth,
-      ns,
-      host: 'host1',
-      home: tempHome(),
+    t = await startTestStack({
       timeScale: TIME_SCALE,
-      profile: 'small',
-      scheduler: 'fair',
-      hypervisorType: 'type1',
-      overcommit: 1,
-      detached: false,
       env: { VMSIM_HEARTBEAT_MS: '250', VMSIM_WATCHDOG_MS: '5000' },
+      logLevel: 'info',
     });
-    nc = await connectTo(nats);
-    api = new ManagementClient(nc, namespace(ns), 'host1');
+    ({ nc, api, ns, stack } = t);
     events = new EventLog(nc, ns, 'host1');
   });
 
   afterAll(async () => {
-    await nc?.close();
-    await stack?.stop();
-    await nats?.stop();
+    await t?.stop();
   });
 
   async function drive(vms: string[], durationMs: number, ratePerS = 40): Promise<Summary> {

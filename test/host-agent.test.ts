@@ -13,6 +13,7 @@ import {
   encode,
   hardwareSubjects,
   namespace,
+  waitFor,
   type NatsConnection,
 } from '@vmsim/shared';
 import { stopProcess } from '@vmsim/cli';
@@ -46,15 +47,18 @@ describe('host-agent over the bus', () => {
     });
   }
 
+  /** The inventory, once the (re)started host-agent answers. */
   async function inventory(): Promise<Inventory> {
-    for (let i = 0; ; i++) {
-      try {
-        return await call(nc, hardwareSubjects.inventory(ns, 'h1'), {}, Inventory, 1000);
-      } catch (e) {
-        if (i > 100) throw e;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
+    let inv: Inventory | undefined;
+    await waitFor(
+      async () => {
+        inv = await call(nc, hardwareSubjects.inventory(ns, 'h1'), {}, Inventory, 1000).catch(() => undefined);
+        return inv !== undefined;
+      },
+      15_000,
+      'the host-agent to answer',
+    );
+    return inv!;
   }
 
   /** Dispatches one operation with a reply subject of ours, as the hypervisor would. */

@@ -1,46 +1,27 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManagementClient, RandomStreams, RealClock, namespace, waitFor, type NatsConnection } from '@vmsim/shared';
 import { LoadRunner, createBusSender } from '@vmsim/client-gen';
-import { startStack, type Stack } from '@vmsim/cli';
-import { connectTo, startTestNats, tempHome, testNamespace, type TestNats } from './helpers/nats.ts';
+import { startTestStack, type TestStack } from './helpers/stack.ts';
 
 const TIME_SCALE = 2;
 
 /** Resource controls changed while a VM runs take effect on its next requests. */
 describe('tuning a running VM', () => {
-  let nats: TestNats;
-  let stack: Stack;
+  let t: TestStack;
   let nc: NatsConnection;
   let api: ManagementClient;
-  const ns = testNamespace();
+  let ns: string;
 
   beforeAll(async () => {
-    nats = await startTestNats();
-    stack = await startStack({
-      natsUrl: nats.url,
-      natsAuth: nats.auth,
-      ns,
-      host: 'host1',
-      home: tempHome(),
-      timeScale: TIME_SCALE,
-      profile: 'small',
-      scheduler: 'fair',
-      hypervisorType: 'type1',
-      overcommit: 1,
-      detached: false,
-      logLevel: 'warn',
-    });
-    nc = await connectTo(nats);
-    api = new ManagementClient(nc, namespace(ns), 'host1', 30_000);
+    t = await startTestStack({ timeScale: TIME_SCALE });
+    ({ nc, api, ns } = t);
     await api.call('define', { name: 'web1', memoryMiB: 512, diskGiB: 0.25, os: 'bsd' });
     await api.call('start', { name: 'web1' });
     await waitFor(async () => (await api.call('info', { name: 'web1' })).state === 'running', 60_000, 'web1 running');
   });
 
   afterAll(async () => {
-    await nc?.close();
-    await stack?.stop();
-    await nats?.stop();
+    await t?.stop();
   });
 
   /** Closed-model throughput of web1 (ok per simulated second) and the CPU queue wait it saw. */
