@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ErrorCode,
   HwDone,
+  type HwDoneItem,
   HypercallReply,
   Inventory,
   Utilization,
@@ -29,7 +30,7 @@ describe('host-agent over the bus', () => {
   const ns = namespace(testNamespace());
   const home = tempHome();
   const replies = new Map<string, (data: Uint8Array) => void>();
-  const dones: HwDone[] = [];
+  const dones: HwDoneItem[] = [];
   let ticket = 1;
 
   function startAgent(): ChildProcess {
@@ -80,7 +81,9 @@ describe('host-agent over the bus', () => {
         replies.delete(m.subject);
       },
     });
-    nc.subscribe(hardwareSubjects.done(ns, 'h1'), { callback: (_e, m) => void dones.push(decode(m.data, HwDone)) });
+    nc.subscribe(hardwareSubjects.done(ns, 'h1'), {
+      callback: (_e, m) => void dones.push(...decode(m.data, HwDone).done),
+    });
     agent = startAgent();
     await inventory();
   });

@@ -6,6 +6,7 @@ import type {
   Namespace,
   Subscription,
   HwDiskOp,
+  HwDoneItem,
   NicDirection,
 } from '@vmsim/shared';
 import {
@@ -50,6 +51,8 @@ export class HostAgent {
   private readonly subs: Subscription[] = [];
   private readonly lag = new LagMonitor();
   private readonly doneSubject: string;
+  /** Completions of this event-loop turn, sent together on the next. */
+  private pendingDone: HwDoneItem[] = [];
   rejected = 0;
 
   private constructor(deps: HostAgentDeps) {
@@ -146,13 +149,25 @@ export class HostAgent {
       this.d.nc.publish(raw.replyTo, encode(errorReply(e.code, e.message)));
     }
     if (raw && typeof raw.t === 'number') {
-      this.d.nc.publish(this.doneSubject, encode({ t: raw.t, device, ok: false, serviceMs: 0 }));
+      this.done({ t: raw.t, device, ok: false, serviceMs: 0 });
+    }
+  }
+
+  /** Tells the hypervisor a device slot is free; the reply to the requester has gone already. */
+  private done(item: HwDoneItem): void {
+    this.pendingDone.push(item);
+    if (this.pendingDone.length === 1) {
+      setImmediate(() => {
+        const done = this.pendingDone;
+        this.pendingDone = [];
+        this.d.nc.publish(this.doneSubject, encode({ done }));
+      });
     }
   }
 
   private finish(t: number, device: string, replyTo: string, reply: unknown, serviceMs: number): void {
     this.d.nc.publish(replyTo, encode(reply));
-    this.d.nc.publish(this.doneSubject, encode({ t, device, ok: true, serviceMs }));
+    this.done({ t, device, ok: true, serviceMs });
   }
 
   private onCpu(msg: Msg): void {
@@ -216,7 +231,7 @@ export class HostAgent {
       this.d.hardware.runNic(nicId, dir, op.bytes, (serviceMs) => {
         // The frame arrives where it was sent: a guest's vNIC or a client's reply subject.
         this.d.nc.publish(op.replyTo, op.frame);
-        this.d.nc.publish(this.doneSubject, encode({ t: op.t, device, ok: true, serviceMs }));
+        this.done({ t: op.t, device, ok: true, serviceMs });
       });
     } catch (e) {
       this.refuse(msg, e, device);

@@ -690,8 +690,7 @@ export class Hypervisor {
 
   private onDone(m: Msg): void {
     try {
-      const done = decode(m.data, HwDone, 'device completion');
-      this.devices.onDone(done.t, done.ok);
+      for (const d of decode(m.data, HwDone, 'device completions').done) this.devices.onDone(d.t, d.ok);
     } catch (e) {
       this.log.warn({ err: (e as Error).message }, 'bad device completion');
     }

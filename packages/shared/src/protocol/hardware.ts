@@ -40,12 +40,18 @@ export type HwNicOp = z.infer<typeof HwNicOp>;
 export const NicDirection = ['rx', 'tx'] as const;
 export type NicDirection = (typeof NicDirection)[number];
 
-export const HwDone = z.object({
+export const HwDoneItem = z.object({
   t: ticket,
   device: z.string().max(64),
   ok: z.boolean(),
   serviceMs: z.number().min(0),
 });
+export type HwDoneItem = z.infer<typeof HwDoneItem>;
+/**
+ * Completions, batched: the host-agent sends the ones of one event-loop turn together, so
+ * under load the hypervisor handles one message for many freed device slots.
+ */
+export const HwDone = z.object({ done: z.array(HwDoneItem).min(1).max(100_000) });
 export type HwDone = z.infer<typeof HwDone>;
 
 export const CpuSpec = z.object({
