@@ -23,6 +23,17 @@ const host: HostInfo = {
   vms: 3,
   lagMs: 1,
   hostAgent: { bootId: 'x', profile: 'small' },
+  overhead: {
+    type: 'type1',
+    description: 'bare metal',
+    exitCycles: 1500,
+    ioCycles: 6000,
+    hostTaskPeriodMs: 10,
+    hostTaskBaseCycles: 30000,
+    hostTaskPerGuestCycles: 5000,
+    reservedMiB: 512,
+  },
+  hostCpuMs: 12.5,
 };
 
 function vm(name: string, app: 'web' | 'db', hypercalls: number): VmInfo {
@@ -124,5 +135,6 @@ describe('reports', () => {
     expect(md).toMatch(/\| a \| web \| linux \| running \|/);
     expect(md).toMatch(/\*\*missed\*\*/);
     expect(md).toMatch(/20\.0% of this machine's 2 cores/);
+    expect(md).toMatch(/Hypervisor cost model \(type1\)/);
   });
 });

@@ -1,4 +1,4 @@
-import type { HostInfo, VmInfo } from '@vmsim/shared';
+import type { HostInfo, HypervisorOverhead, VmInfo } from '@vmsim/shared';
 import type { Scenario } from './scenario.ts';
 
 /** What the load generator measured for one VM (a subset of client-gen's target summary). */
@@ -84,6 +84,10 @@ export interface Report {
     cores: number;
     mhz: number;
     memoryMiB: number;
+    /** The hypervisor type's cost model (the same mechanism, two parameter sets). */
+    overhead: HypervisorOverhead;
+    /** Simulated CPU ms the host side (VMM, host OS) used by the end of the run. */
+    hostCpuMs: number;
   };
   verdict: 'pass' | 'fail';
   slo: SloResult[];
@@ -189,6 +193,8 @@ export function buildReport(input: {
       cores: h.cpu.cores,
       mhz: h.cpu.mhz,
       memoryMiB: h.memory.totalMiB,
+      overhead: h.overhead,
+      hostCpuMs: round(h.hostCpuMs, 1),
     },
     verdict: slo.every((r) => r.pass) ? 'pass' : 'fail',
     slo,
@@ -244,6 +250,12 @@ export function renderMarkdown(r: Report): string {
     `**Time:** ${r.durationMs / 1000} simulated seconds of load at time scale ${r.host.timeScale} ` +
       `(one simulated second took ${r.host.timeScale} real seconds); seed ${r.seed}. All latencies below are simulated milliseconds, ` +
       `measured by the clients from the moment each request was meant to be sent.`,
+    '',
+    `**Hypervisor cost model (${r.host.overhead.type}):** ${r.host.overhead.description}. Each guest CPU burst carries ` +
+      `${r.host.overhead.exitCycles} cycles of VM exit and entry; each disk or network operation costs the host side ` +
+      `${r.host.overhead.ioCycles} cycles; every ${r.host.overhead.hostTaskPeriodMs} ms the host runs ` +
+      `${r.host.overhead.hostTaskBaseCycles} + ${r.host.overhead.hostTaskPerGuestCycles} × guests cycles of its own tasks on the ` +
+      `same cores; it keeps ${r.host.overhead.reservedMiB} MiB of RAM. The host side used ${r.host.hostCpuMs} simulated CPU ms in all.`,
     '',
     '## What each VM did',
     '',

@@ -46,12 +46,14 @@ import {
   vmEventSubject,
   vmIdOf,
   vnicRxSubject,
+  hostWorkSubject,
   serviceEventSubject,
   waitFor,
 } from '@vmsim/shared';
 import { admitMemory, committableMiB } from './admission.ts';
 import { ExtentAllocator } from './block-map.ts';
 import { ConnectionTable } from './connections.ts';
+import { HOST_FLOW, HOST_FLOW_WEIGHT, HostWork, OVERHEADS } from './host-os.ts';
 import { HostDevices } from './devices.ts';
 import { DefinitionStore, diskBytes, newRecord, opFigures, toInfo, type VmRecord } from './registry.ts';
 import type { Policy } from './scheduler.ts';
@@ -110,12 +112,14 @@ export class Hypervisor {
   private allocator!: ExtentAllocator;
   private connections!: ConnectionTable;
   private timers: NodeJS.Timeout[] = [];
+  private readonly hostWork: HostWork;
   private stopping = false;
 
   private constructor(deps: HypervisorDeps) {
     this.d = deps;
     this.cfg = deps.config;
     this.store = new DefinitionStore(deps.config.dataDir);
+    this.hostWork = new HostWork({ ...OVERHEADS[deps.config.type], reservedMiB: deps.config.reservedMiB });
   }
 
   static create(deps: HypervisorDeps): Hypervisor {
@@ -188,6 +192,11 @@ export class Hypervisor {
 
     this.timers.push(setInterval(() => this.watchdog(), Math.max(100, Math.min(500, this.cfg.heartbeatMs / 2))));
     this.timers.push(setInterval(() => this.expireConnections(), 500));
+    // The host side's work is kernel and VMM work: it preempts guests rather than take turns.
+    this.devices.cpu.configureVm(HOST_FLOW, { weight: HOST_FLOW_WEIGHT });
+    this.timers.push(
+      setInterval(() => this.runHostTasks(), this.hostWork.params.hostTaskPeriodMs * this.cfg.timeScale),
+    );
     this.timers.push(
       setInterval(() => this.devices.releaseStale(Math.max(60_000, this.cfg.connectionTimeoutMs * 2)), 5_000),
     );
@@ -567,6 +576,22 @@ export class Hypervisor {
     }
   }
 
+  /**
+   * The host side's periodic work (host OS tasks, VMM work for the guests' I/O) as one CPU
+   * burst competing with the guests on the same cores, through the same scheduler.
+   */
+  private runHostTasks(): void {
+    let guests = 0;
+    for (const r of this.vms.values()) if (ACTIVE_STATES.includes(r.state)) guests++;
+    const cycles = this.hostWork.takeBurst(guests);
+    if (cycles <= 0) return;
+    this.devices.cpu.submit(HOST_FLOW, this.devices.cpuCost(cycles), {
+      subject: this.devices.subjects.cpu,
+      kind: 'host',
+      body: { replyTo: hostWorkSubject(this.d.ns, this.d.host), cycles },
+    });
+  }
+
   // ---------------------------------------------------------------- guest traffic
 
   private onHeartbeat(m: Msg): void {
@@ -643,14 +668,17 @@ export class Hypervisor {
     const replyTo = m.reply;
     try {
       if (hc.op === 'cpu') {
-        this.devices.cpu.submit(name, this.devices.cpuCost(hc.cycles), {
+        // The guest's burst carries the exit into the VMM and back on the same core.
+        const cycles = this.hostWork.cpuBurst(hc.cycles);
+        this.devices.cpu.submit(name, this.devices.cpuCost(cycles), {
           subject: this.devices.subjects.cpu,
           kind: hc.op,
-          body: { replyTo, cycles: hc.cycles },
+          body: { replyTo, cycles },
         });
         return;
       }
       if (hc.disk !== 0) throw new VmsimError(ErrorCode.NO_SUCH_DEVICE, `VM ${name} has no disk ${hc.disk}`);
+      this.hostWork.noteIo();
       if (hc.op === 'disk.flush') {
         // A flush reaches every physical disk the virtual disk lives on; one extent for now.
         const diskId = rec.disk.extents[0]!.disk;
@@ -757,6 +785,7 @@ export class Hypervisor {
     }
     rec.net.requests++;
     rec.net.rxBytes += req.bytes;
+    this.hostWork.noteIo();
     const frame = encode({ cid: conn.cid, req });
     this.devices.nic.rx.submit(
       name,
@@ -790,6 +819,7 @@ export class Hypervisor {
     const bytes = tx.res.ok ? tx.res.bytes : 256;
     rec.net.replies++;
     rec.net.txBytes += bytes;
+    this.hostWork.noteIo();
     this.devices.nic.tx.submit(
       rec.def.name,
       this.devices.nicCost(bytes),
@@ -831,6 +861,8 @@ export class Hypervisor {
       vms: this.vms.size,
       lagMs: this.lag.sample().p99Ms,
       hostAgent: { bootId: this.hostAgentBootId, profile: this.profile.name },
+      overhead: this.hostWork.params,
+      hostCpuMs: this.devices.cpuCost(this.hostWork.totalCycles),
     };
   }
 

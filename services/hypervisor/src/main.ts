@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { BaseEnv, Lifecycle, RealClock, connectBus, createLogger, loadConfig, namespace } from '@vmsim/shared';
 import { HYPERVISOR_TYPES, Hypervisor } from './hypervisor.ts';
+import { OVERHEADS } from './host-os.ts';
 import { POLICIES } from './scheduler.ts';
 
 const Env = BaseEnv.extend({
@@ -49,7 +50,7 @@ async function main(): Promise<void> {
       type: cfg.VMSIM_HYPERVISOR_TYPE,
       policy: cfg.VMSIM_SCHEDULER,
       overcommit: cfg.VMSIM_OVERCOMMIT,
-      reservedMiB: cfg.VMSIM_RESERVED_MIB ?? (cfg.VMSIM_HYPERVISOR_TYPE === 'type1' ? 512 : 2048),
+      reservedMiB: cfg.VMSIM_RESERVED_MIB ?? OVERHEADS[cfg.VMSIM_HYPERVISOR_TYPE].reservedMiB,
       timeScale: cfg.VMSIM_TIME_SCALE,
       dataDir: path.resolve(cfg.VMSIM_DATA_DIR, cfg.VMSIM_HOST, 'hypervisor'),
       guestEntry,

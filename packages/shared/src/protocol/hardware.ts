@@ -147,3 +147,11 @@ export const hardwareSubjects = {
   memFree: (ns: Namespace, host: string) => `${hw(ns, host)}.mem.free`,
   hello: (ns: Namespace, host: string) => `${hw(ns, host)}.hello`,
 };
+
+/**
+ * Where the host-agent answers the hypervisor's own CPU work (host tasks): nobody waits
+ * for it there, the completion on `done` is what frees the core.
+ */
+export function hostWorkSubject(ns: Namespace, hostId: string): string {
+  return `${ns}.hv.${token(hostId, 'host id')}.work`;
+}

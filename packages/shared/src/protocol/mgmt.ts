@@ -105,6 +105,23 @@ export const VmInfo = z.object({
 });
 export type VmInfo = z.infer<typeof VmInfo>;
 
+/** The cost model of a hypervisor type, published with every host description and report. */
+export const HypervisorOverhead = z.object({
+  type: z.enum(['type1', 'type2']),
+  description: z.string(),
+  /** Cycles a guest's CPU burst carries for the VM exit and entry around it. */
+  exitCycles: z.number(),
+  /** Cycles of VMM (and, for type 2, host OS) work per guest disk or network operation. */
+  ioCycles: z.number(),
+  /** The host side's own periodic tasks on the same cores: base + per running guest. */
+  hostTaskPeriodMs: z.number(),
+  hostTaskBaseCycles: z.number(),
+  hostTaskPerGuestCycles: z.number(),
+  /** Host RAM the hypervisor (and host OS) keeps. */
+  reservedMiB: z.number(),
+});
+export type HypervisorOverhead = z.infer<typeof HypervisorOverhead>;
+
 export const HostInfo = z.object({
   host: z.string(),
   hypervisor: z.enum(['type1', 'type2']),
@@ -116,6 +133,9 @@ export const HostInfo = z.object({
   vms: z.number().int(),
   lagMs: z.number(),
   hostAgent: z.object({ bootId: z.string(), profile: z.string() }),
+  overhead: HypervisorOverhead,
+  /** Simulated CPU ms the host side (VMM and host OS work) has used so far. */
+  hostCpuMs: z.number(),
 });
 export type HostInfo = z.infer<typeof HostInfo>;
 
