@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { isVmsimError } from '@vmsim/shared';
@@ -16,6 +17,7 @@ import {
   withApi,
 } from './commands.ts';
 import { requireContext, vmsimHome } from './context.ts';
+import { compareTypes, printComparison } from './compare-types.ts';
 import { runScenario } from './run.ts';
 import { ScenarioError, loadScenario } from './scenario.ts';
 import { parseDuration, table } from './format.ts';
@@ -43,6 +45,9 @@ Usage:
                          [--post 0.1] [--seed S] [--timeout 5s] [--json]
                          open-model client load through the host's virtual switch
   vmsim events           follow VM state changes
+  vmsim compare-types [--guests 1,2,4,8,16] [--duration 2s] [--time-scale 20] [--report <dir>] [--json]
+                         the same CPU-bound workload on a type-1 and a type-2 host, with more
+                         and more guests: throughput and p99 for each
   vmsim run <scenario.yaml> [--duration 30s] [--time-scale N] [--report <dir>] [--attach]
                          run a scenario on a stack of its own; writes report.json and report.md,
                          exits 1 when an SLO fails and 2 when the scenario is invalid;
@@ -114,6 +119,7 @@ export async function run(argv: string[]): Promise<number> {
         'net-bps': { type: 'string' },
         'net-pps': { type: 'string' },
         attach: { type: 'boolean' },
+        guests: { type: 'string' },
       },
     });
   } catch (e) {
@@ -189,6 +195,30 @@ export async function run(argv: string[]): Promise<number> {
     }
     case 'vm':
       return vmCommand(home, sub, arg, v);
+    case 'compare-types': {
+      const guests = (v.guests ?? '1,2,4,8,16').split(',').map((g) => num(g, 'guests', 1));
+      if (guests.some((g) => !Number.isInteger(g) || g < 1 || g > 32))
+        throw new UsageError('--guests: whole numbers from 1 to 32');
+      const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
+      const dir = v.report ?? path.join('reports', `compare-types-${stamp}`);
+      const rows = await compareTypes({
+        guests,
+        durationMs: duration(v.duration, 'duration', 2_000),
+        timeScale: num(v['time-scale'], 'time-scale', 20),
+        reportDir: dir,
+        out: v.json ? () => undefined : out,
+        home: path.join(home, 'runs', `compare-types-${stamp}`),
+        natsUrl: process.env['NATS_URL'],
+      });
+      fs.mkdirSync(dir, { recursive: true });
+      fs.writeFileSync(path.join(dir, 'compare-types.json'), `${JSON.stringify(rows, null, 2)}\n`);
+      if (v.json) out(JSON.stringify(rows, null, 2));
+      else {
+        printComparison(rows, out);
+        out(`results: ${path.join(dir, 'compare-types.json')} (and each run's report beside it)`);
+      }
+      return 0;
+    }
     case 'run': {
       if (!sub) throw new UsageError('run needs a scenario file, e.g. `vmsim run scenarios/demo.yaml`');
       let scenario;

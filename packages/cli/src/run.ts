@@ -158,8 +158,24 @@ export async function runScenario(o: RunOptions): Promise<Report> {
     const targets: LoadTarget[] = s.load.map((l) => {
       const app = s.vms.find((v) => v.name === l.vm)!.app;
       return l.model === 'closed'
-        ? { vm: l.vm, app, model: 'closed', users: l.users, thinkMs: l.thinkMs, ...(l.mix ? { mix: l.mix } : {}) }
-        : { vm: l.vm, app, model: 'open', ratePerS: l.ratePerS, arrival: l.arrival, ...(l.mix ? { mix: l.mix } : {}) };
+        ? {
+            vm: l.vm,
+            app,
+            model: 'closed',
+            users: l.users,
+            thinkMs: l.thinkMs,
+            ...(l.mix ? { mix: l.mix } : {}),
+            ...(l.paths ? { paths: l.paths } : {}),
+          }
+        : {
+            vm: l.vm,
+            app,
+            model: 'open',
+            ratePerS: l.ratePerS,
+            arrival: l.arrival,
+            ...(l.mix ? { mix: l.mix } : {}),
+            ...(l.paths ? { paths: l.paths } : {}),
+          };
     });
     const timeoutMs = 10_000;
     const runner = new LoadRunner({

@@ -20,6 +20,8 @@ const Mix = z.record(z.string(), z.number().min(0));
 const LoadCommon = {
   vm: VmName,
   mix: Mix.optional(),
+  /** Web: the paths GETs choose from (default: the site's pages and assets). */
+  paths: z.array(z.string().startsWith('/')).min(1).optional(),
 };
 
 export const OpenLoad = z
