@@ -114,9 +114,11 @@ export function vmRow(v: VmInfo): (string | number)[] {
     v.pid ?? '-',
     hc,
     v.net.requests,
+    fmtMs(Object.values(v.hypercalls.byOp).reduce((sum, f) => sum + f.waitMs, 0) + v.net.waitMs),
     v.reason.length > 60 ? `${v.reason.slice(0, 57)}…` : v.reason,
   ];
 }
+/** WAIT: simulated ms the VM's requests queued behind other VMs' (its ready or steal time). */
 export const VM_HEADERS = [
   'NAME',
   'STATE',
@@ -128,6 +130,7 @@ export const VM_HEADERS = [
   'PID',
   'HYPERCALLS',
   'REQUESTS',
+  'WAIT ms',
   'REASON',
 ];
 
