@@ -52,9 +52,8 @@ export function serve<S extends z.ZodType, R>(
   schema: S,
   handler: (req: z.output<S>, msg: Msg) => Promise<R> | R,
   logger: Logger,
-  opts: { queue?: string; envelope?: boolean } = {},
+  opts: { queue?: string } = {},
 ): Subscription {
-  const envelope = opts.envelope ?? true;
   return nc.subscribe(subject, {
     ...(opts.queue ? { queue: opts.queue } : {}),
     callback: (err, msg) => {
@@ -67,7 +66,7 @@ export function serve<S extends z.ZodType, R>(
         try {
           const req = decode(msg.data, schema, `request on ${subject}`);
           const result = await handler(req, msg);
-          reply = envelope ? { ok: true, result } : result;
+          reply = { ok: true, result };
         } catch (e) {
           const ve = toVmsimError(e);
           if (ve.code === ErrorCode.INTERNAL) logger.error({ err: e, subject }, 'handler failed');
