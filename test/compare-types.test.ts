@@ -2,18 +2,10 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import type { CompareRow } from '@vmsim/cli';
 import { tempHome } from './helpers/nats.ts';
 
 const CLI = fileURLToPath(import.meta.resolve('@vmsim/cli/main'));
-
-interface Row {
-  type: 'type1' | 'type2';
-  guests: number;
-  throughputPerS: number;
-  p99Ms: number;
-  hostCpuMs: number;
-  errors: number;
-}
 
 /** A short version of `vmsim compare-types` (users run the full matrix: 1, 2, 4, 8, 16 guests). */
 describe('vmsim compare-types', () => {
@@ -25,7 +17,7 @@ describe('vmsim compare-types', () => {
       { env: { PATH: process.env['PATH'] ?? '', HOME: home, VMSIM_HOME: home }, encoding: 'utf8', timeout: 300_000 },
     );
     expect(r.status, r.stderr).toBe(0);
-    const rows = JSON.parse(r.stdout) as Row[];
+    const rows = JSON.parse(r.stdout) as CompareRow[];
     const t1 = rows.find((x) => x.type === 'type1')!;
     const t2 = rows.find((x) => x.type === 'type2')!;
     expect(t1.errors + t2.errors).toBe(0);

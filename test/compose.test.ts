@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '@vmsim/shared';
 import { dockerAnswers } from './helpers/nats.ts';
 
 // The docker compose path, for real: builds the image, runs `docker compose up` (client-gen runs
@@ -88,14 +89,15 @@ async function status(): Promise<StatusVm[] | undefined> {
   }
 }
 
+/** Polls `probe` (every 500 ms, with shared's waitFor) until it yields a value; the error carries the logs. */
 async function until<T>(what: string, deadlineMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + deadlineMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${deadlineMs} ms; logs:\n${await logsTail()}`);
-    await new Promise((r) => setTimeout(r, 500));
+  let value: T | undefined;
+  try {
+    await waitFor(async () => (value = await probe()) !== undefined, deadlineMs, what, 500);
+  } catch {
+    throw new Error(`${what}: not within ${deadlineMs} ms; logs:\n${await logsTail()}`);
   }
+  return value!;
 }
 
 /** client-gen's exit code once it has exited. */

@@ -2,3 +2,4 @@ export { startStack, type Stack, type StackOptions } from './stack.ts';
 export { startNatsServer, findNatsServer, stopProcess, NATS_INSTALL_HELP, type StartedNats } from './nats-server.ts';
 export { readContext, vmsimHome, type Context } from './context.ts';
 export { parseDuration } from './format.ts';
+export type { CompareRow } from './compare-types.ts';

@@ -1,52 +1,17 @@
 import { describe, expect, it } from 'vitest';
-import { ErrorCode, VirtualClock, VmsimError, createLogger, createRng, type IngressReply } from '@vmsim/shared';
+import { ErrorCode, VmsimError, type IngressReply } from '@vmsim/shared';
 import type { AppContext } from './app.ts';
 import { MiB, digest, hex } from './disk-layout.ts';
 import type { Machine } from './hypercalls.ts';
 import { MAIL_COSTS, MailApp, SPOOL_RECORDS_OFFSET } from './mail-app.ts';
 import { OS_PROFILES } from './os-profiles.ts';
+import { PowerPlug, appContext, testBytes } from './testing/app-harness.ts';
 import { FakeMachine } from './testing/fake-machine.ts';
 
 const DISK = 256 * MiB;
 const bsd = OS_PROFILES.bsd;
 
-/**
- * Sits between an app and the FakeMachine: once switched off, the app's calls never
- * complete, as if the VM died with them in flight.
- */
-class PowerPlug implements Machine {
-  on = true;
-  private readonly m: FakeMachine;
-  constructor(m: FakeMachine) {
-    this.m = m;
-  }
-  private gate<T>(f: () => Promise<T>): Promise<T> {
-    return this.on ? f() : new Promise<T>(() => {});
-  }
-  cpu(cycles: number): Promise<void> {
-    return this.gate(() => this.m.cpu(cycles));
-  }
-  read(disk: number, offset: number, length: number): Promise<Uint8Array> {
-    return this.gate(() => this.m.read(disk, offset, length));
-  }
-  write(disk: number, offset: number, data: Uint8Array): Promise<void> {
-    return this.gate(() => this.m.write(disk, offset, data));
-  }
-  flush(disk: number): Promise<void> {
-    return this.gate(() => this.m.flush(disk));
-  }
-}
-
-function ctx(machine: Machine, diskBytes = DISK): AppContext {
-  return {
-    machine,
-    os: bsd,
-    clock: new VirtualClock(),
-    logger: createLogger({ svc: 'test', host: 't', level: 'silent' }),
-    disk: 0,
-    diskBytes,
-  };
-}
+const ctx = (machine: Machine, diskBytes = DISK): AppContext => appContext(machine, bsd, diskBytes);
 
 async function freshMail(diskBytes = DISK): Promise<{ fm: FakeMachine; plug: PowerPlug; mail: MailApp }> {
   const fm = new FakeMachine(diskBytes);
@@ -62,18 +27,7 @@ async function recovered(fm: FakeMachine, diskBytes = DISK): Promise<MailApp> {
   return mail;
 }
 
-/** Deterministic bytes for a name: xorshift32 seeded from the named stream (fast for large bodies). */
-function bytes(seed: string, n: number): Uint8Array {
-  let x = createRng(seed).int(0xffffffff) | 1;
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
+const bytes = testBytes;
 
 const submit = (mail: MailApp, mailbox: string, body: Uint8Array): Promise<IngressReply> =>
   mail.handle({ app: 'mail', op: 'SUBMIT', mailbox, body, bytes: body.length + 300 });
