@@ -23,6 +23,9 @@ export const ErrorCode = {
   IO: 'VMSIM_ERR_IO',
   HOST_UNAVAILABLE: 'VMSIM_ERR_HOST_UNAVAILABLE',
   INTERNAL: 'VMSIM_ERR_INTERNAL',
+  // A guest touched more memory than its limit and was OOM-killed.
+  OOM: 'VMSIM_ERR_OOM',
+  UNSUPPORTED: 'VMSIM_ERR_UNSUPPORTED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -9,11 +9,19 @@ export interface Machine {
   flush(disk: number): Promise<void>;
 }
 
+/** The rest of the virtual hardware, which the guest OS itself uses (memory, raw traffic): stressors need it, apps do not. */
+export interface FullMachine extends Machine {
+  memAlloc(mib: number): Promise<void>;
+  memFree(mib: number): Promise<void>;
+  netSend(bytes: number): Promise<void>;
+  netRecv(bytes: number): Promise<void>;
+}
+
 /**
  * Hypercalls over the bus. nats.js multiplexes every request on one inbox subscription
  * under this guest's own inbox prefix, and the device answers that inbox directly.
  */
-export class HypercallClient implements Machine {
+export class HypercallClient implements FullMachine {
   private readonly nc: NatsConnection;
   private readonly subject: string;
   private readonly timeoutMs: number;
@@ -77,5 +85,21 @@ export class HypercallClient implements Machine {
 
   async flush(disk: number): Promise<void> {
     await this.call({ op: 'disk.flush', disk });
+  }
+
+  async memAlloc(mib: number): Promise<void> {
+    await this.call({ op: 'mem.alloc', mib: Math.ceil(mib) });
+  }
+
+  async memFree(mib: number): Promise<void> {
+    await this.call({ op: 'mem.free', mib: Math.ceil(mib) });
+  }
+
+  async netSend(bytes: number): Promise<void> {
+    await this.call({ op: 'net.send', bytes: Math.round(bytes) });
+  }
+
+  async netRecv(bytes: number): Promise<void> {
+    await this.call({ op: 'net.recv', bytes: Math.round(bytes) });
   }
 }

@@ -677,6 +677,9 @@ export class Hypervisor {
         });
         return;
       }
+      if (hc.op === 'mem.alloc' || hc.op === 'mem.free' || hc.op === 'net.send' || hc.op === 'net.recv') {
+        throw new VmsimError(ErrorCode.UNSUPPORTED, `hypercall ${hc.op} is not served yet`);
+      }
       if (hc.disk !== 0) throw new VmsimError(ErrorCode.NO_SUCH_DEVICE, `VM ${name} has no disk ${hc.disk}`);
       this.hostWork.noteIo();
       if (hc.op === 'disk.flush') {
@@ -856,6 +859,9 @@ export class Hypervisor {
         totalMiB: this.profile.memoryGiB * 1024,
         committedMiB: this.committedMiB(),
         reservedMiB: this.cfg.reservedMiB,
+        residentMiB: 0,
+        swappedMiB: 0,
+        balloonMiB: 0,
       },
       cpu: { cores: this.profile.cpu.sockets * this.profile.cpu.coresPerSocket, mhz: this.profile.cpu.mhz },
       vms: this.vms.size,
@@ -878,6 +884,19 @@ export class Hypervisor {
       pause: (r: { name: string }) => this.pauseVm(r.name),
       resume: (r: { name: string }) => this.resumeVm(r.name),
       tune: (r: { name: string } & ResourceLimits) => this.tuneVm(r),
+      stress: () => {
+        throw new VmsimError(ErrorCode.UNSUPPORTED, 'stress is not served yet');
+      },
+      unstress: () => {
+        throw new VmsimError(ErrorCode.UNSUPPORTED, 'unstress is not served yet');
+      },
+      policy: (r: { policy: Policy }) => {
+        this.cfg.policy = r.policy;
+        this.devices.setPolicy(r.policy);
+        this.log.info({ policy: r.policy }, `scheduling policy is now ${r.policy}`);
+        this.publishServiceEvent('policy', `every device scheduler now uses ${r.policy}`);
+        return this.hostInfo();
+      },
       list: () => ({ vms: [...this.vms.values()].map((r) => toInfo(r, Date.now())) }),
       info: (r: { name: string }) => toInfo(this.get(r.name), Date.now()),
     };

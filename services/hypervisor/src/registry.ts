@@ -42,6 +42,9 @@ export interface VmRecord {
   crashTimes: number[];
   hypercalls: { total: number; rejected: number; byOp: Record<string, OpFigures> };
   net: { requests: number; replies: number; dropped: number; rxBytes: number; txBytes: number; waitMs: number };
+  /** Guest RAM figures (kept current by the memory manager). */
+  memory: VmInfo['memory'];
+  stress: VmInfo['stress'];
 }
 
 export function newRecord(def: VmDefinition, uuid: string, definedAt: number, extents: Extent[]): VmRecord {
@@ -68,6 +71,17 @@ export function newRecord(def: VmDefinition, uuid: string, definedAt: number, ex
     crashTimes: [],
     hypercalls: { total: 0, rejected: 0, byOp: {} },
     net: { requests: 0, replies: 0, dropped: 0, rxBytes: 0, txBytes: 0, waitMs: 0 },
+    memory: {
+      sizeMiB: def.memoryMiB,
+      limitMiB: def.memLimitMiB ?? def.memoryMiB,
+      usedMiB: 0,
+      residentMiB: 0,
+      swappedMiB: 0,
+      balloonMiB: 0,
+      majorFaults: 0,
+      oomKills: 0,
+    },
+    stress: null,
   };
 }
 
@@ -102,6 +116,8 @@ export function toInfo(rec: VmRecord, nowWallMs: number): VmInfo {
     hypercalls: structuredClone(rec.hypercalls),
     app: { ...rec.appFigures },
     net: { ...rec.net },
+    memory: { ...rec.memory },
+    stress: rec.stress,
   };
 }
 

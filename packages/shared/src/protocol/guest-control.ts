@@ -3,8 +3,18 @@ import type { Namespace } from '../subjects.ts';
 import { vmPrefix } from './vm.ts';
 
 /** Commands the hypervisor sends to a guest's virtual firmware (ACPI-like). */
+/**
+ * The six stress tests of the Isolation Benchmark Suite (Matthews et al., 2007). Each asks
+ * for at least the whole capacity of what it stresses.
+ */
+export const STRESS_KINDS = ['cpu', 'memory', 'fork-bomb', 'disk', 'net-send', 'net-recv'] as const;
+export type StressKind = (typeof STRESS_KINDS)[number];
+
 export const GuestControl = z.discriminatedUnion('cmd', [
   z.object({ cmd: z.literal('shutdown'), reason: z.string().max(1024) }),
+  /** Start a stressor inside the guest, for `durationMs` simulated ms (absent: until stopped). */
+  z.object({ cmd: z.literal('stress'), kind: z.enum(STRESS_KINDS), durationMs: z.number().positive().optional() }),
+  z.object({ cmd: z.literal('stress-stop') }),
 ]);
 export type GuestControl = z.infer<typeof GuestControl>;
 

@@ -32,15 +32,53 @@ export const DiskFlushHypercall = z.object({
   disk: diskIndex,
 });
 
+/** The largest network transfer one hypercall moves (a TSO/GRO super-frame). */
+export const MAX_NET_BYTES = 64 * 1024;
+const mib = z
+  .number()
+  .int()
+  .min(1)
+  .max(1024 * 1024);
+
+/**
+ * Guest RAM: the guest touches `mib` more of its memory (the hypervisor backs it with host
+ * pages, or OOM-kills a guest past its limit) or gives some back. Freed pages stay backed
+ * on the host until a balloon reclaims them.
+ */
+export const MemAllocHypercall = z.object({ op: z.literal('mem.alloc'), mib });
+export const MemFreeHypercall = z.object({ op: z.literal('mem.free'), mib });
+/** Traffic the guest itself sends out of its vNIC, or pulls in from the outside world (a bulk transfer). */
+export const NetSendHypercall = z.object({
+  op: z.literal('net.send'),
+  bytes: z.number().int().min(1).max(MAX_NET_BYTES),
+});
+export const NetRecvHypercall = z.object({
+  op: z.literal('net.recv'),
+  bytes: z.number().int().min(1).max(MAX_NET_BYTES),
+});
+
 export const Hypercall = z.discriminatedUnion('op', [
   CpuHypercall,
   DiskReadHypercall,
   DiskWriteHypercall,
   DiskFlushHypercall,
+  MemAllocHypercall,
+  MemFreeHypercall,
+  NetSendHypercall,
+  NetRecvHypercall,
 ]);
 export type Hypercall = z.infer<typeof Hypercall>;
 export type HypercallOp = Hypercall['op'];
-export const HYPERCALL_OPS = ['cpu', 'disk.read', 'disk.write', 'disk.flush'] as const satisfies readonly HypercallOp[];
+export const HYPERCALL_OPS = [
+  'cpu',
+  'disk.read',
+  'disk.write',
+  'disk.flush',
+  'mem.alloc',
+  'mem.free',
+  'net.send',
+  'net.recv',
+] as const satisfies readonly HypercallOp[];
 
 export const HypercallOk = z.object({
   ok: z.literal(true),

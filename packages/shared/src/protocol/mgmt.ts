@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { Namespace } from '../subjects.ts';
 import { token } from '../subjects.ts';
 import { VM_STATES } from './lifecycle-states.ts';
+import { STRESS_KINDS } from './guest-control.ts';
 import { ErrorReply } from './reply.ts';
 
 /** The hypervisor's management API (what virsh talks to), one subject per operation. */
@@ -23,6 +24,16 @@ export const ResourceLimits = z.object({
   diskOpsPerS: rate,
   netBytesPerS: rate,
   netOpsPerS: rate,
+  /**
+   * CPU guaranteed to the VM, in percent of one core (VMware's reservation): it is served
+   * first while below it, whatever the shares; the sum over running VMs fits the cores.
+   */
+  cpuReservationPct: rate,
+  /**
+   * The most host RAM the VM may hold (cgroup memory.max on its process). A guest that
+   * touches more is OOM-killed, alone. Absent: its memory size.
+   */
+  memLimitMiB: rate,
 });
 export type ResourceLimits = z.infer<typeof ResourceLimits>;
 
@@ -102,6 +113,24 @@ export const VmInfo = z.object({
     /** Simulated ms this VM's frames waited for the host NIC behind other VMs' frames. */
     waitMs: z.number(),
   }),
+  /** Guest RAM as the hypervisor backs it (all MiB). */
+  memory: z.object({
+    sizeMiB: z.number(),
+    limitMiB: z.number(),
+    /** What the guest has touched and not given back. */
+    usedMiB: z.number(),
+    /** Host pages backing it now. */
+    residentMiB: z.number(),
+    /** Its pages the host wrote out to swap. */
+    swappedMiB: z.number(),
+    /** Taken back by the balloon driver (pages the guest had freed). */
+    balloonMiB: z.number(),
+    /** Bursts that had to wait for a page to come back from swap. */
+    majorFaults: z.number().int(),
+    oomKills: z.number().int(),
+  }),
+  /** The stressor the guest runs now, if any. */
+  stress: z.enum(STRESS_KINDS).nullable(),
 });
 export type VmInfo = z.infer<typeof VmInfo>;
 
@@ -128,7 +157,15 @@ export const HostInfo = z.object({
   scheduler: z.enum(['fifo', 'fair']),
   timeScale: z.number(),
   overcommit: z.number(),
-  memory: z.object({ totalMiB: z.number(), committedMiB: z.number(), reservedMiB: z.number() }),
+  memory: z.object({
+    totalMiB: z.number(),
+    committedMiB: z.number(),
+    reservedMiB: z.number(),
+    /** Host RAM backing guests now, written out to swap, and reclaimed by balloons. */
+    residentMiB: z.number(),
+    swappedMiB: z.number(),
+    balloonMiB: z.number(),
+  }),
   cpu: z.object({ cores: z.number().int(), mhz: z.number() }),
   vms: z.number().int(),
   lagMs: z.number(),
@@ -150,7 +187,22 @@ export const MgmtRequests = {
   pause: byName,
   resume: byName,
   /** Changes shares and rate limits, also while the VM runs. */
-  tune: byName.extend({ shares: z.number().int().min(1).max(10000).optional(), ...ResourceLimits.shape }),
+  tune: byName.extend({
+    shares: z.number().int().min(1).max(10000).optional(),
+    /** Memory hot-plug (up) or a balloon target (down) for a running VM. */
+    memoryMiB: z
+      .number()
+      .int()
+      .min(64)
+      .max(1024 * 1024)
+      .optional(),
+    ...ResourceLimits.shape,
+  }),
+  /** Starts one of the isolation benchmark's stressors inside the guest. */
+  stress: byName.extend({ kind: z.enum(STRESS_KINDS), durationMs: z.number().positive().optional() }),
+  unstress: byName,
+  /** Switches every device scheduler of the host between `fifo` and `fair`, live. */
+  policy: z.object({ policy: z.enum(['fifo', 'fair']) }),
   list: z.object({}),
   info: byName,
 } as const;
@@ -167,6 +219,9 @@ export const MgmtResults = {
   pause: VmInfo,
   resume: VmInfo,
   tune: VmInfo,
+  stress: VmInfo,
+  unstress: VmInfo,
+  policy: HostInfo,
   list: z.object({ vms: z.array(VmInfo) }),
   info: VmInfo,
 } as const satisfies Record<MgmtOp, z.ZodType>;
