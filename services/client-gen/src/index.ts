@@ -13,6 +13,7 @@ export {
   type OpenLoopOptions,
   type StopOptions,
   type LatencySummary,
+  type SeriesPoint,
   type TargetSummary,
   type Summary,
   type Progress,

@@ -90,6 +90,11 @@ export interface LoadRunnerOptions {
   maxInFlight?: number;
   /** Told about integrity failures (a read that returned what was never written). */
   logger?: Logger;
+  /**
+   * Simulated ms per window of the latency time series each target keeps (by completion
+   * time); absent: no series.
+   */
+  seriesWindowMs?: number;
 }
 export type OpenLoopOptions = LoadRunnerOptions;
 
@@ -146,8 +151,29 @@ export interface TargetSummary {
   okPerS: number;
   /** Simulated ms of ok replies: from the intended send time (open) or the send (closed). */
   latencyMs: LatencySummary;
+  /** The run window by window, when `seriesWindowMs` was given. */
+  series?: SeriesPoint[];
   /** How late the generator itself sent requests (simulated ms); large means a stalled client. */
   dispatchLagMs: { mean: number; max: number };
+}
+
+/** One window of a target's time series; latencies in simulated ms of the ok replies in it. */
+export interface SeriesPoint {
+  /** Window start, simulated ms since the load started. */
+  tMs: number;
+  ok: number;
+  /** Error replies and timeouts that ended in this window. */
+  errors: number;
+  okPerS: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+interface SeriesWindow {
+  ok: number;
+  errors: number;
+  latencies: number[];
 }
 
 export interface Summary {
@@ -242,6 +268,7 @@ interface TargetState {
   latMaxMs: number;
   lagSumMs: number;
   lagMaxMs: number;
+  readonly series: Map<number, SeriesWindow> | undefined;
 }
 
 interface Outstanding {
@@ -269,6 +296,7 @@ export class LoadRunner {
   private readonly durationMs: number;
   private readonly timeoutMs: number;
   private readonly maxInFlight: number;
+  private readonly seriesWindowMs: number | undefined;
   private readonly targets: TargetState[];
   private readonly outstanding = new Set<Outstanding>();
   private startMs = 0;
@@ -289,6 +317,9 @@ export class LoadRunner {
     this.durationMs = opts.durationMs;
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.maxInFlight = opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
+    this.seriesWindowMs = opts.seriesWindowMs;
+    if (this.seriesWindowMs !== undefined && !(this.seriesWindowMs > 0))
+      throw badConfig(`seriesWindowMs must be > 0, got ${this.seriesWindowMs}`);
     if (!(Number.isFinite(this.durationMs) && this.durationMs >= 0))
       throw badConfig(`durationMs must be >= 0, got ${this.durationMs}`);
     if (!(Number.isFinite(this.timeoutMs) && this.timeoutMs > 0))
@@ -369,8 +400,21 @@ export class LoadRunner {
         latMaxMs: 0,
         lagSumMs: 0,
         lagMaxMs: 0,
+        series: this.seriesWindowMs === undefined ? undefined : new Map(),
       };
     });
+  }
+
+  /** The time-series window a reply ending now falls in (created on first use). */
+  private windowNow(t: TargetState): SeriesWindow | undefined {
+    if (!t.series || this.seriesWindowMs === undefined) return undefined;
+    const i = Math.max(0, Math.floor((this.clock.now() - this.startMs) / this.seriesWindowMs));
+    let w = t.series.get(i);
+    if (!w) {
+      w = { ok: 0, errors: 0, latencies: [] };
+      t.series.set(i, w);
+    }
+    return w;
   }
 
   /** Starts the load; resolves once the duration has passed and nothing is outstanding. */
@@ -432,7 +476,12 @@ export class LoadRunner {
   summary(): Summary {
     const elapsedMs = this.elapsedMs();
     const windowS = Math.min(elapsedMs, this.durationMs) / 1000;
-    const targets = this.targets.map((t) => targetSummary(t, windowS, elapsedMs / 1000));
+    const targets = this.targets.map((t) => {
+      const ts = targetSummary(t, windowS, elapsedMs / 1000);
+      return t.series && this.seriesWindowMs !== undefined
+        ? { ...ts, series: seriesOf(t.series, this.seriesWindowMs, elapsedMs) }
+        : ts;
+    });
     const sum = (f: (t: TargetSummary) => number): number => targets.reduce((a, t) => a + f(t), 0);
     return {
       startedAtMs: round3(this.startMs),
@@ -597,6 +646,8 @@ export class LoadRunner {
       this.settle(o);
       o.timedOut = true;
       t.timeouts++;
+      const w = this.windowNow(t);
+      if (w) w.errors++;
       pending.gaveUp?.();
       if (user) this.afterRequest(t, user);
       this.maybeFinish();
@@ -648,8 +699,15 @@ export class LoadRunner {
         t.hist.recordValue(Math.round(latencyMs * 1000));
         t.latSumMs += latencyMs;
         t.latMaxMs = Math.max(t.latMaxMs, latencyMs);
+        const w = this.windowNow(t);
+        if (w) {
+          w.ok++;
+          w.latencies.push(latencyMs);
+        }
       }
     } else {
+      const w = this.windowNow(t);
+      if (w) w.errors++;
       t.errors.set(reply.code, (t.errors.get(reply.code) ?? 0) + 1);
       o.pending.error?.(reply.code);
     }
@@ -722,6 +780,29 @@ function targetSummary(t: TargetState, windowS: number, elapsedS: number): Targe
     },
     dispatchLagMs: { mean: t.sent > 0 ? round3(t.lagSumMs / t.sent) : 0, max: round3(t.lagMaxMs) },
   };
+}
+
+/** Every window from the start to the last one that saw a reply (empty windows included: a stalled VM shows as a gap). */
+function seriesOf(windows: Map<number, SeriesWindow>, windowMs: number, elapsedMs: number): SeriesPoint[] {
+  const last = Math.min(Math.max(-1, ...windows.keys()), Math.ceil(elapsedMs / windowMs));
+  const out: SeriesPoint[] = [];
+  for (let i = 0; i <= last; i++) {
+    const w = windows.get(i) ?? { ok: 0, errors: 0, latencies: [] };
+    const lat = [...w.latencies].sort((a, b) => a - b);
+    // Nearest-rank percentiles: exact on the window's own values.
+    const pct = (p: number) =>
+      lat.length ? round3(lat[Math.min(lat.length - 1, Math.ceil((p / 100) * lat.length) - 1)]!) : 0;
+    out.push({
+      tMs: i * windowMs,
+      ok: w.ok,
+      errors: w.errors,
+      okPerS: round3((w.ok * 1000) / windowMs),
+      p50: pct(50),
+      p99: pct(99),
+      max: lat.length ? round3(lat[lat.length - 1]!) : 0,
+    });
+  }
+  return out;
 }
 
 function sumValues(m: Map<unknown, number>): number {

@@ -89,6 +89,26 @@ describe('closed model', () => {
     expect(summary.elapsedMs).toBe(10_000);
   });
 
+  it('keeps a latency time series per window that shows when the server slowed down', async () => {
+    const clock = new SteppedClock();
+    // 10 ms per request for the first 5 s, 40 ms after: a noisy neighbour arriving halfway.
+    const server: Send = () =>
+      new Promise((resolve) =>
+        clock.at(clock.now() + (clock.now() < 5_000 ? 10 : 40), () => resolve({ ok: true, status: 200, bytes: 1 })),
+      );
+    const { summary } = await runWith(
+      { targets: [closed({ users: 5, thinkMs: 0 })], durationMs: 10_000, send: server, seriesWindowMs: 1_000 },
+      clock,
+    );
+    const series = summary.targets[0]!.series!;
+    // The last requests, sent just before the end, complete in an eleventh window.
+    expect(series.map((p) => p.tMs)).toEqual([0, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10000]);
+    for (const p of series.slice(1, 5)) expect([p.p50, p.p99, p.okPerS]).toEqual([10, 10, 500]);
+    for (const p of series.slice(6, 10)) expect([p.p50, p.p99, p.okPerS]).toEqual([40, 40, 125]);
+    expect(series.reduce((a, p) => a + p.ok, 0)).toBe(summary.targets[0]!.ok);
+    expect(series.every((p) => p.errors === 0)).toBe(true);
+  });
+
   it('a timed-out user moves on; its late reply is not an ok', async () => {
     const clock = new SteppedClock();
     // Every request takes 300 ms, past the 200 ms timeout.
