@@ -18,6 +18,7 @@ import {
 } from './commands.ts';
 import { requireContext, vmsimHome } from './context.ts';
 import { compareTypes, printComparison } from './compare-types.ts';
+import { parseStresses, printIsolation, runIsolation } from './isolation.ts';
 import { runScenario } from './run.ts';
 import { ScenarioError, loadScenario } from './scenario.ts';
 import { parseDuration, table } from './format.ts';
@@ -48,6 +49,10 @@ Usage:
   vmsim compare-types [--guests 1,2,4,8,16] [--duration 2s] [--time-scale 20] [--report <dir>] [--json]
                          the same CPU-bound workload on a type-1 and a type-2 host, with more
                          and more guests: throughput and p99 for each
+  vmsim isolation [--policy fifo|fair|both] [--runs 3] [--json <file>] [--stress cpu,disk,…]
+                  [--duration 2s] [--warmup 300ms] [--time-scale 20]
+                         the Isolation Benchmark Suite: three well-behaved web VMs and one
+                         running each stressor in turn; percent degradation per policy
   vmsim run <scenario.yaml> [--duration 30s] [--time-scale N] [--report <dir>] [--attach]
                          run a scenario on a stack of its own; writes report.json and report.md,
                          exits 1 when an SLO fails and 2 when the scenario is invalid;
@@ -83,6 +88,16 @@ function duration(v: string | undefined, name: string, fallback: number): number
 const out = (line: string): void => void process.stdout.write(`${line}\n`);
 
 export async function run(argv: string[]): Promise<number> {
+  // `isolation --json <file>` takes a file where every other command's --json is a switch.
+  let jsonFile: string | undefined;
+  if (argv[0] === 'isolation') {
+    const i = argv.indexOf('--json');
+    if (i >= 0) {
+      jsonFile = argv[i + 1];
+      if (!jsonFile || jsonFile.startsWith('--')) throw new UsageError('--json needs a file name for isolation');
+      argv = [...argv.slice(0, i), ...argv.slice(i + 2)];
+    }
+  }
   let parsed;
   try {
     parsed = parseArgs({
@@ -120,6 +135,10 @@ export async function run(argv: string[]): Promise<number> {
         'net-pps': { type: 'string' },
         attach: { type: 'boolean' },
         guests: { type: 'string' },
+        policy: { type: 'string' },
+        runs: { type: 'string' },
+        stress: { type: 'string' },
+        warmup: { type: 'string' },
       },
     });
   } catch (e) {
@@ -195,6 +214,37 @@ export async function run(argv: string[]): Promise<number> {
     }
     case 'vm':
       return vmCommand(home, sub, arg, v);
+    case 'isolation': {
+      const policy = oneOf(v.policy, 'policy', ['fifo', 'fair', 'both'] as const, 'both');
+      const runs = num(v.runs, 'runs', 3);
+      if (!Number.isInteger(runs) || runs < 1 || runs > 50) throw new UsageError('--runs: a whole number from 1 to 50');
+      let stresses;
+      try {
+        stresses = parseStresses(v.stress);
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+      const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
+      const rows = await runIsolation({
+        policies: policy === 'both' ? ['fifo', 'fair'] : [policy],
+        stresses,
+        runs,
+        durationMs: duration(v.duration, 'duration', 2_000),
+        warmupMs: duration(v.warmup, 'warmup', 300),
+        timeScale: num(v['time-scale'], 'time-scale', 20),
+        home: path.join(home, 'runs', `isolation-${stamp}`),
+        natsUrl: process.env['NATS_URL'],
+        seed: num(v.seed, 'seed', 1),
+        out,
+      });
+      printIsolation(rows, out);
+      if (jsonFile) {
+        fs.mkdirSync(path.dirname(path.resolve(jsonFile)), { recursive: true });
+        fs.writeFileSync(jsonFile, `${JSON.stringify(rows, null, 2)}\n`);
+        out(`rows: ${jsonFile}`);
+      }
+      return 0;
+    }
     case 'compare-types': {
       const guests = (v.guests ?? '1,2,4,8,16').split(',').map((g) => num(g, 'guests', 1));
       if (guests.some((g) => !Number.isInteger(g) || g < 1 || g > 32))

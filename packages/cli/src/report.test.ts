@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { HostInfo, VmInfo } from '@vmsim/shared';
-import { assessFidelity, buildReport, renderMarkdown, type MeasuredTarget } from './report.ts';
+import { assessFidelity, buildReport, renderMarkdown, sparkline, type MeasuredTarget } from './report.ts';
 import { parseScenario } from './scenario.ts';
 
 const scenario = parseScenario(
@@ -18,7 +18,14 @@ const host: HostInfo = {
   scheduler: 'fair',
   timeScale: 10,
   overcommit: 1,
-  memory: { totalMiB: 32768, committedMiB: 3072, reservedMiB: 512 },
+  memory: {
+    totalMiB: 32768,
+    committedMiB: 3072,
+    reservedMiB: 512,
+    residentMiB: 1024,
+    swappedMiB: 0,
+    balloonMiB: 0,
+  },
   cpu: { cores: 4, mhz: 2800 },
   vms: 3,
   lagMs: 1,
@@ -69,6 +76,17 @@ function vm(name: string, app: 'web' | 'db', hypercalls: number): VmInfo {
     },
     app: { served: hypercalls },
     net: { requests: 0, replies: 0, dropped: 0, rxBytes: 0, txBytes: 0, waitMs: 1 },
+    memory: {
+      sizeMiB: 1024,
+      limitMiB: 1024,
+      usedMiB: 320,
+      residentMiB: 320,
+      swappedMiB: 0,
+      balloonMiB: 0,
+      majorFaults: 0,
+      oomKills: 0,
+    },
+    stress: null,
   };
 }
 
@@ -127,6 +145,31 @@ describe('reports', () => {
     expect(r.fidelity.degraded).toBe(true);
     expect(r.fidelity.reasons[0]).toMatch(/lag of hypervisor/);
     expect(renderMarkdown(r)).toMatch(/This run is degraded/);
+  });
+
+  it("charts each VM's latency window by window on one scale, with gaps where it answered nothing", () => {
+    const point = (tMs: number, p99: number, ok = 10) => ({
+      tMs,
+      ok,
+      errors: 0,
+      okPerS: ok,
+      p50: p99 / 2,
+      p99,
+      max: p99,
+    });
+    const calm = [0, 500, 1000, 1500].map((t) => point(t, 2));
+    const hit = [point(0, 2), point(500, 2), point(1000, 0, 0), point(1500, 16)];
+    const r = report([
+      { ...target('a', 40, 0), series: calm },
+      { ...target('b', 4, 0), series: hit },
+    ]);
+    expect(r.vms.find((v) => v.name === 'b')!.series).toEqual(hit);
+    const md = renderMarkdown(r);
+    expect(md).toMatch(/## Latency over time/);
+    expect(md).toContain('| a | `▂▂▂▂` | 2.00 | 2.00 |');
+    expect(md).toContain('| b | `▂▂ █` | 16.0 | 2.00 |');
+    expect(md).toMatch(/```mermaid\nxychart-beta\n {2}title "b: p99 and p50 latency/);
+    expect(sparkline([0, 4, null, 8], 8)).toBe('▁▅ █');
   });
 
   it('renders a readable markdown report', () => {

@@ -1,4 +1,5 @@
 import type { HostInfo, HypervisorOverhead, VmInfo } from '@vmsim/shared';
+import type { SeriesPoint } from '@vmsim/client-gen';
 import type { Scenario } from './scenario.ts';
 
 /** What the load generator measured for one VM (a subset of client-gen's target summary). */
@@ -12,6 +13,8 @@ export interface MeasuredTarget {
   timeouts: number;
   okPerS: number;
   latencyMs: { p50: number; p90: number; p99: number; max: number; mean: number; count: number };
+  /** The run window by window (simulated ms since the load started). */
+  series?: SeriesPoint[] | undefined;
 }
 
 export interface SloResult {
@@ -50,6 +53,8 @@ export interface VmReport {
   load: { model: 'open' | 'closed' } | null;
   /** The application's own figures (tick lateness, commit batches…). */
   appFigures: Record<string, number>;
+  /** Latency and throughput window by window, as the clients saw them. */
+  series: SeriesPoint[];
 }
 
 export interface RealCpu {
@@ -151,6 +156,7 @@ export function buildReport(input: {
         : { p50: 0, p90: 0, p99: 0, max: 0, mean: 0 },
       load: t ? { model: t.model } : null,
       appFigures: a.app,
+      series: t?.series ?? [],
     };
   });
   const slo: SloResult[] = [];
@@ -237,6 +243,57 @@ export function assessFidelity(
 
 const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
 
+const BARS = '▁▂▃▄▅▆▇█';
+
+/** A one-line chart of `xs` on a scale from 0 to `max` (a gap where a window had no reply). */
+export function sparkline(xs: (number | null)[], max: number): string {
+  return xs
+    .map((x) =>
+      x === null ? ' ' : BARS[Math.min(BARS.length - 1, Math.floor((x / (max || 1)) * (BARS.length - 1) + 0.5))]!,
+    )
+    .join('');
+}
+
+/**
+ * Each VM's latency over the run: a chart per VM (Mermaid, which GitHub and most Markdown
+ * viewers draw) and a one-line sparkline table on a common scale, so VMs compare at a glance.
+ */
+export function renderSeries(r: Report, heading = '## Latency over time'): string[] {
+  const withSeries = r.vms.filter((v) => v.series.length > 0);
+  if (withSeries.length === 0) return [];
+  const window = withSeries[0]!.series.length > 1 ? withSeries[0]!.series[1]!.tMs - withSeries[0]!.series[0]!.tMs : 0;
+  const L: string[] = ['', heading, ''];
+  const p99 = (v: VmReport) => v.series.map((p) => (p.ok > 0 ? p.p99 : null));
+  const top = Math.max(...withSeries.flatMap((v) => p99(v).filter((x): x is number => x !== null)), 0);
+  L.push(
+    `p99 latency of each ${window / 1000} s window (simulated), on one scale from 0 to ${fmt(top)} ms; a blank is a window in which the VM answered nothing.`,
+    '',
+    '| VM | p99 over time | worst window p99 ms | best window p99 ms |',
+    '| --- | --- | ---: | ---: |',
+  );
+  for (const v of withSeries) {
+    const xs = p99(v).filter((x): x is number => x !== null);
+    L.push(
+      `| ${v.name} | \`${sparkline(p99(v), top)}\` | ${xs.length ? fmt(Math.max(...xs)) : '-'} | ${xs.length ? fmt(Math.min(...xs)) : '-'} |`,
+    );
+  }
+  for (const v of withSeries) {
+    const xs = v.series.map((p) => (p.tMs / 1000).toFixed(1));
+    L.push(
+      '',
+      '```mermaid',
+      'xychart-beta',
+      `  title "${v.name}: p99 and p50 latency (simulated ms)"`,
+      `  x-axis "simulated s" [${xs.join(', ')}]`,
+      `  y-axis "ms" 0 --> ${Math.max(1, Math.ceil(top * 1.1))}`,
+      `  line [${v.series.map((p) => round(p.p99, 2)).join(', ')}]`,
+      `  line [${v.series.map((p) => round(p.p50, 2)).join(', ')}]`,
+      '```',
+    );
+  }
+  return L;
+}
+
 /** The report for people: what ran, what each VM did, whether the SLOs held, and why a run was degraded. */
 export function renderMarkdown(r: Report): string {
   const L: string[] = [];
@@ -291,6 +348,7 @@ export function renderMarkdown(r: Report): string {
         `hypercalls: ${ops || 'none'}${app ? `; application: ${app}` : ''}${errs ? `; errors: ${errs}` : ''}.`,
     );
   }
+  L.push(...renderSeries(r));
   L.push('', '## Service-level objectives', '');
   if (r.slo.length === 0) L.push('The scenario sets none.');
   else {

@@ -184,6 +184,7 @@ export async function runScenario(o: RunOptions): Promise<Report> {
       targets,
       durationMs: s.duration,
       timeoutMs,
+      seriesWindowMs: seriesWindowFor(s.duration),
       send: createBusSender(nc, namespace(ns), host, { timeoutMs: clock.toWall(timeoutMs) + 2_000 }),
     });
     const lagBySvc: Record<string, number> = {};
@@ -246,6 +247,7 @@ export async function runScenario(o: RunOptions): Promise<Report> {
       timeouts: t.timeouts,
       okPerS: t.okPerS,
       latencyMs: t.latencyMs,
+      series: t.series,
     }));
     const report = buildReport({
       scenario: s,
@@ -269,6 +271,12 @@ export async function runScenario(o: RunOptions): Promise<Report> {
     await nc?.close();
     await stack?.stop();
   }
+}
+
+/** About 40 windows over the run, on a round size (100 ms, 250 ms, 500 ms, 1 s, 2 s, 5 s…). */
+export function seriesWindowFor(durationMs: number): number {
+  const steps = [100, 250, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000];
+  return steps.find((w) => durationMs / w <= 40) ?? 60_000;
 }
 
 /** Waits for the hypervisor's API (a stack that is still coming up, e.g. under compose). */
