@@ -1,7 +1,8 @@
 /**
  * npm run bench: figures measured in one run on this machine, printed with the ratios that
- * matter (hypercall ÷ raw NATS round trip, guest start ÷ bare `node -e 0`), so they can be
- * compared across machines. `--quick` runs a short version (CI); `--json <file>` saves them.
+ * matter (hypercall ÷ raw NATS round trip, guest start ÷ bare `node -e 0`, live ÷ model), so
+ * they can be compared across machines. `--quick` runs a short version (CI); `--json <file>`
+ * saves them; `--fidelity-only` runs only the live-vs-model part (bench/fidelity.ts).
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -22,8 +23,11 @@ import {
   type NatsConnection,
 } from '@vmsim/shared';
 import { startNatsServer, startStack } from '@vmsim/cli';
+import { fidelity } from './fidelity.ts';
 
-const { values: args } = parseArgs({ options: { quick: { type: 'boolean' }, json: { type: 'string' } } });
+const { values: args } = parseArgs({
+  options: { quick: { type: 'boolean' }, json: { type: 'string' }, 'fidelity-only': { type: 'boolean' } },
+});
 const quick = args.quick ?? false;
 const N = quick ? 2_000 : 20_000;
 const THROUGHPUT_MS = quick ? 1_500 : 5_000;
@@ -85,10 +89,33 @@ async function main(): Promise<void> {
   log(`vmsim bench (${quick ? 'quick' : 'full'}) — node ${process.version}, ${os.cpus().length} cores`);
 
   const nats = await startNatsServer({ storeDir: path.join(home, 'nats'), logFile: path.join(home, 'nats.log') });
+  try {
+    if (!args['fidelity-only']) await mechanism(nats.url, home, ns, results, log);
+    // After the first stack is gone: its idle guests would share this machine's cores.
+    const fid = path.join(home, 'fidelity');
+    results['fidelity'] = await fidelity({ natsUrl: nats.url, home: fid, ns: `${ns}f`, quick, log });
+  } finally {
+    await nats.stop();
+    fs.rmSync(home, { recursive: true, force: true });
+  }
+  if (args.json) {
+    fs.writeFileSync(args.json, JSON.stringify(results, null, 2));
+    log(`\nwritten ${args.json}`);
+  }
+}
+
+/** Round trips, throughput, guest start-up and memory, on a stack at time scale 1. */
+async function mechanism(
+  natsUrl: string,
+  home: string,
+  ns: string,
+  results: Record<string, unknown>,
+  log: (s: string) => void,
+): Promise<void> {
   // Time scale 1 and zero-cycle hypercalls: the device takes no modeled time, so what is
   // measured is the mechanism (bus hops, decoding, scheduling), not the model.
   const stack = await startStack({
-    natsUrl: nats.url,
+    natsUrl,
     ns,
     host: 'host1',
     home,
@@ -115,12 +142,12 @@ async function main(): Promise<void> {
        const nc = await connect({ servers: process.argv[1] });
        nc.subscribe('${ns}.echo', { callback: (_e, m) => m.respond(m.data) });
        await nc.flush(); process.stdout.write('ready\\n');`,
-      nats.url,
+      natsUrl,
     ],
     { stdio: ['ignore', 'pipe', 'inherit'], cwd: process.cwd() },
   );
   try {
-    nc = await connect({ servers: nats.url });
+    nc = await connect({ servers: natsUrl });
     const api = new ManagementClient(nc, namespace(ns), 'host1', 30_000);
     await new Promise<void>((r) => echoProc.stdout!.once('data', () => r()));
 
@@ -136,7 +163,7 @@ async function main(): Promise<void> {
       60_000,
       'bench1 running',
     );
-    guest = await connect({ servers: nats.url, inboxPrefix: guestInboxPrefix(namespace(ns), 'bench1') });
+    guest = await connect({ servers: natsUrl, inboxPrefix: guestInboxPrefix(namespace(ns), 'bench1') });
     const hcSubject = hypercallSubject(namespace(ns), 'bench1');
     const hypercall = (body: Uint8Array) => async () => {
       const r = decode((await guest!.request(hcSubject, body, { timeout: 5000 })).data, HypercallReply);
@@ -227,12 +254,6 @@ async function main(): Promise<void> {
     await guest?.close();
     await nc?.close();
     await stack.stop();
-    await nats.stop();
-    fs.rmSync(home, { recursive: true, force: true });
-  }
-  if (args.json) {
-    fs.writeFileSync(args.json, JSON.stringify(results, null, 2));
-    log(`\nwritten ${args.json}`);
   }
 }
 

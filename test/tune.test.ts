@@ -1,5 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ManagementClient, RandomStreams, RealClock, namespace, waitFor, type NatsConnection } from '@vmsim/shared';
+import {
+  ErrorCode,
+  ManagementClient,
+  RandomStreams,
+  RealClock,
+  namespace,
+  waitFor,
+  type NatsConnection,
+} from '@vmsim/shared';
 import { LoadRunner, createBusSender } from '@vmsim/client-gen';
 import { startTestStack, type TestStack } from './helpers/stack.ts';
 
@@ -54,5 +62,32 @@ describe('tuning a running VM', () => {
     await api.call('tune', { name: 'web1', cpuCapPct: null });
     const lifted = await measure('c');
     expect(lifted.okPerS).toBeGreaterThan(capped.okPerS * 2);
+  });
+
+  it('refuses CPU reservations the VM cannot use or the host cannot keep, naming the figures', async () => {
+    // web1 has one vCPU.
+    await expect(api.call('tune', { name: 'web1', cpuReservationPct: 150 })).rejects.toMatchObject({
+      code: ErrorCode.OUT_OF_RANGE,
+      message: expect.stringMatching(/at most 100%/),
+    });
+    expect((await api.call('tune', { name: 'web1', cpuReservationPct: 50 })).definition.cpuReservationPct).toBe(50);
+    // A stopped VM may hold any reservation its vCPUs allow; starting it must fit the cores.
+    await api.call('define', {
+      name: 'big',
+      memoryMiB: 256,
+      diskGiB: 0.125,
+      os: 'bsd',
+      vcpus: 4,
+      cpuReservationPct: 380,
+    });
+    await expect(api.call('start', { name: 'big' })).rejects.toMatchObject({
+      code: ErrorCode.NO_CPU,
+      message: expect.stringMatching(
+        /VM big wants a CPU reservation of 380% but only 349\.\d% of 399\.\d% reservable are free \(4 cores × 100% − 0\.\d% .*running VMs hold 50%\)/,
+      ),
+    });
+    expect((await api.call('info', { name: 'big' })).state).toBe('defined');
+    await api.call('undefine', { name: 'big' });
+    await api.call('tune', { name: 'web1', cpuReservationPct: null });
   });
 });

@@ -22,7 +22,7 @@ export class EventLog {
 
   /** Resolves with the first event (already seen or future) that matches. */
   waitFor(vm: string, to: VmState | null, timeoutMs: number): Promise<VmEvent> {
-    const pred = (e: VmEvent) => e.vm === vm && e.to === to;
+    const pred = (e: VmEvent) => e.vm === vm && e.to === to && (e.kind ?? 'state') === 'state';
     const seen = this.events.find(pred);
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {

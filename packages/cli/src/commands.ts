@@ -109,7 +109,10 @@ export function vmRow(v: VmInfo): (string | number)[] {
     v.definition.app,
     v.definition.os,
     v.definition.vcpus,
-    v.definition.memoryMiB,
+    // A running guest's memory in use of its size (and what of it is on swap).
+    v.memory.usedMiB > 0
+      ? `${v.memory.usedMiB}/${v.definition.memoryMiB}${v.memory.swappedMiB > 0 ? ` (${v.memory.swappedMiB} sw)` : ''}`
+      : v.definition.memoryMiB,
     v.definition.shares,
     v.pid ?? '-',
     hc,
@@ -125,7 +128,7 @@ export const VM_HEADERS = [
   'APP',
   'OS',
   'VCPU',
-  'MEM',
+  'MEM MiB',
   'SHARES',
   'PID',
   'HYPERCALLS',
@@ -133,6 +136,21 @@ export const VM_HEADERS = [
   'WAIT ms',
   'REASON',
 ];
+
+/** Guest memory in use over its limit, with what is on swap when anything is. */
+function memCell(v: VmInfo): string {
+  const m = v.memory;
+  return `${m.usedMiB}/${m.limitMiB}${m.swappedMiB > 0 ? ` (${m.swappedMiB} swapped)` : ''}`;
+}
+
+/** The guest's stressor figures (of the one running, or the last one), when it ran any. */
+function stressCell(v: VmInfo): string {
+  const a = v.app;
+  if (a['stress.ops'] === undefined) return '';
+  const mib = (a['stress.bytes'] ?? 0) / 2 ** 20;
+  const procs = a['stress.processes'] ? `, ${a['stress.processes']} processes` : '';
+  return ` (${v.stress ? 'running' : 'last run'}: ${a['stress.ops']} ops, ${mib.toFixed(0)} MiB, ${a['stress.errors'] ?? 0} errors, ${a['stress.refused'] ?? 0} refused${procs})`;
+}
 
 export function vmDetails(v: VmInfo): string {
   const lines = [
@@ -143,6 +161,8 @@ export function vmDetails(v: VmInfo): string {
     `disk map:    ${v.disks[0]?.extents.map((e) => `${e.disk}@${e.pOffset}+${e.length}`).join(', ') ?? '-'}`,
     `heartbeat:   ${v.lastHeartbeatAgoMs === null ? '-' : `${v.lastHeartbeatAgoMs} ms ago`}, guest event-loop lag ${fmtMs(v.guestLagMs)} ms`,
     `network:     ${v.net.requests} requests, ${v.net.replies} replies, ${v.net.dropped} dropped, NIC wait ${fmtMs(v.net.waitMs)} ms`,
+    `memory:      ${memCell(v)} MiB used/limit, ${v.memory.residentMiB} resident, ${v.memory.swappedMiB} swapped, ${v.memory.balloonMiB} ballooned, ${v.memory.majorFaults} major faults, ${v.memory.oomKills} OOM kills`,
+    `stress:      ${v.stress ?? 'none'}${stressCell(v)}`,
     `hypercalls:  ${v.hypercalls.total} total, ${v.hypercalls.rejected} rejected`,
     table(
       ['  OP', 'COUNT', 'ERRORS', 'WAIT ms (sum)', 'BYTES'],
@@ -251,9 +271,12 @@ export async function events(home: string, out: Out, signal: AbortSignal): Promi
     for await (const m of sub) {
       try {
         const e = decode(m.data, VmEvent, 'VM event');
-        out(
-          `${new Date(e.t).toISOString()}  ${e.vm.padEnd(12)} ${String(e.from ?? '-').padEnd(9)} → ${String(e.to ?? '-').padEnd(9)} ${e.reason}`,
-        );
+        // Stress and memory events change no state: they show their kind instead.
+        const what =
+          e.kind && e.kind !== 'state'
+            ? `${e.kind.padEnd(9)}   ${String(e.kind === 'stress' ? (e.stress ?? '-') : '').padEnd(9)}`
+            : `${String(e.from ?? '-').padEnd(9)} → ${String(e.to ?? '-').padEnd(9)}`;
+        out(`${new Date(e.t).toISOString()}  ${e.vm.padEnd(12)} ${what} ${e.reason}`);
       } catch (err) {
         out(`(bad event: ${(err as Error).message})`);
       }

@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { isVmsimError } from '@vmsim/shared';
+import { STRESS_KINDS, isVmsimError } from '@vmsim/shared';
 import {
   UsageError,
   VM_HEADERS,
@@ -19,6 +19,7 @@ import {
 import { requireContext, vmsimHome } from './context.ts';
 import { compareTypes, printComparison } from './compare-types.ts';
 import { parseStresses, printIsolation, runIsolation } from './isolation.ts';
+import { runScenarioPolicies } from './policies.ts';
 import { runScenario } from './run.ts';
 import { ScenarioError, loadScenario } from './scenario.ts';
 import { parseDuration, table } from './format.ts';
@@ -36,16 +37,22 @@ Usage:
   vmsim vm start <name> [--no-wait]
   vmsim vm shutdown <name> [--timeout ms]     graceful (ACPI) shutdown
   vmsim vm destroy <name>                     forced power-off
-  vmsim vm tune <name> [--shares N] [--cpu-cap PCT] [--disk-bps N] [--disk-iops N]
+  vmsim vm tune <name> [--shares N] [--cpu-cap PCT] [--cpu-reservation PCT] [--disk-bps N] [--disk-iops N]
                          [--net-bps N] [--net-pps N]      change shares and rate limits, also
                          while the VM runs ('none' lifts a limit; rates per simulated second)
+                         [--mem-limit MiB] [--memory MiB]  memory limit (a guest past it is
+                         OOM-killed) and size (hot-plug up, balloon down) of a running VM
   vmsim vm pause|resume|undefine <name>
   vmsim vm list [--json]
   vmsim vm info <name> [--json]
   vmsim load <vm>[,<vm>...] [--rate N/s] [--duration 10s] [--arrival poisson|constant]
                          [--post 0.1] [--seed S] [--timeout 5s] [--json]
                          open-model client load through the host's virtual switch
-  vmsim events           follow VM state changes
+  vmsim stress <vm> cpu|memory|fork-bomb|disk|net-send|net-recv [--for 10s]
+                         start one of the Isolation Benchmark Suite's stressors in a running
+                         VM (replacing the one it runs), until stopped or for a simulated time
+  vmsim stress <vm> stop stop it
+  vmsim events           follow VM state changes (and stressors started or stopped)
   vmsim compare-types [--guests 1,2,4,8,16] [--duration 2s] [--time-scale 20] [--report <dir>] [--json]
                          the same CPU-bound workload on a type-1 and a type-2 host, with more
                          and more guests: throughput and p99 for each
@@ -129,12 +136,15 @@ export async function run(argv: string[]): Promise<number> {
         seed: { type: 'string' },
         report: { type: 'string' },
         'cpu-cap': { type: 'string' },
+        'mem-limit': { type: 'string' },
+        'cpu-reservation': { type: 'string' },
         'disk-bps': { type: 'string' },
         'disk-iops': { type: 'string' },
         'net-bps': { type: 'string' },
         'net-pps': { type: 'string' },
         attach: { type: 'boolean' },
         guests: { type: 'string' },
+        for: { type: 'string' },
         policy: { type: 'string' },
         runs: { type: 'string' },
         stress: { type: 'string' },
@@ -214,6 +224,35 @@ export async function run(argv: string[]): Promise<number> {
     }
     case 'vm':
       return vmCommand(home, sub, arg, v);
+    case 'stress': {
+      if (!sub || !arg)
+        throw new UsageError(
+          `stress needs a VM and one of ${STRESS_KINDS.join(', ')} or stop, e.g. \`vmsim stress web1 cpu\``,
+        );
+      if (arg === 'stop') {
+        if (v.for !== undefined) throw new UsageError('--for: only when starting a stressor');
+        return withApi(home, async (api) => {
+          const info = await api.call('unstress', { name: sub });
+          out(`${sub}: no stressor runs (${info.state})`);
+          return 0;
+        });
+      }
+      const kind = STRESS_KINDS.find((k) => k === arg);
+      if (!kind) throw new UsageError(`stress: "${arg}" is not one of ${STRESS_KINDS.join(', ')}, stop`);
+      const forMs = v.for === undefined ? undefined : duration(v.for, 'for', 0);
+      if (forMs !== undefined && !(forMs > 0)) throw new UsageError('--for: must be longer than 0');
+      return withApi(home, async (api) => {
+        const info = await api.call('stress', {
+          name: sub,
+          kind,
+          ...(forMs !== undefined ? { durationMs: forMs } : {}),
+        });
+        out(
+          `${sub}: stressor ${info.stress} running${forMs !== undefined ? ` for ${forMs} simulated ms` : ' until `vmsim stress ' + sub + ' stop`'}`,
+        );
+        return 0;
+      });
+    }
     case 'isolation': {
       const policy = oneOf(v.policy, 'policy', ['fifo', 'fair', 'both'] as const, 'both');
       const runs = num(v.runs, 'runs', 3);
@@ -283,14 +322,19 @@ export async function run(argv: string[]): Promise<number> {
       if (v['time-scale'] !== undefined)
         scenario = { ...scenario, timeScale: num(v['time-scale'], 'time-scale', scenario.timeScale) };
       const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
-      const report = await runScenario({
+      const runOptions = {
         scenario,
         reportDir: v.report ?? path.join('reports', `${scenario.name}-${stamp}`),
         home: path.join(home, 'runs', `${scenario.name}-${stamp}`),
         natsUrl: process.env['NATS_URL'],
         attach: v.attach ? (({ natsUrl, ns, host }) => ({ natsUrl, ns, host }))(requireContext(home)) : undefined,
         out,
-      });
+      };
+      if (scenario.host.scheduler === 'both') {
+        if (v.attach) throw new UsageError('host.scheduler both starts a stack per policy: it cannot run --attach');
+        return (await runScenarioPolicies(runOptions)).verdict === 'pass' ? 0 : 1;
+      }
+      const report = await runScenario(runOptions);
       return report.verdict === 'pass' ? 0 : 1;
     }
     default:
@@ -318,6 +362,8 @@ async function vmCommand(
     const out: Record<string, number | null> = {};
     const flags = [
       ['cpu-cap', 'cpuCapPct'],
+      ['mem-limit', 'memLimitMiB'],
+      ['cpu-reservation', 'cpuReservationPct'],
       ['disk-bps', 'diskBytesPerS'],
       ['disk-iops', 'diskOpsPerS'],
       ['net-bps', 'netBytesPerS'],
@@ -382,12 +428,14 @@ async function vmCommand(
         const info = await api.call('tune', {
           name,
           ...(str('shares') ? { shares: num(str('shares'), 'shares', 100) } : {}),
+          ...(str('memory') ? { memoryMiB: num(str('memory'), 'memory', 1024) } : {}),
           ...limits(),
         });
         const d = info.definition;
         out(
-          `${name}: shares ${d.shares}, cpu cap ${d.cpuCapPct ?? 'none'}%, disk ${d.diskBytesPerS ?? '-'} B/s ${d.diskOpsPerS ?? '-'} IOPS, ` +
-            `net ${d.netBytesPerS ?? '-'} B/s ${d.netOpsPerS ?? '-'} pkt/s`,
+          `${name}: shares ${d.shares}, cpu cap ${d.cpuCapPct ?? 'none'}%, cpu reservation ${d.cpuReservationPct ? `${d.cpuReservationPct}%` : 'none'}, disk ${d.diskBytesPerS ?? '-'} B/s ${d.diskOpsPerS ?? '-'} IOPS, ` +
+            `net ${d.netBytesPerS ?? '-'} B/s ${d.netOpsPerS ?? '-'} pkt/s, ` +
+            `memory ${d.memoryMiB} MiB (limit ${d.memLimitMiB ?? 'none'}); ${info.state}${info.state === 'running' ? '' : ` — ${info.reason}`}`,
         );
         return 0;
       }

@@ -34,6 +34,7 @@ const host: HostInfo = {
     type: 'type1',
     description: 'bare metal',
     exitCycles: 1500,
+    switchCycles: 4500,
     ioCycles: 6000,
     hostTaskPeriodMs: 10,
     hostTaskBaseCycles: 30000,
@@ -179,5 +180,6 @@ describe('reports', () => {
     expect(md).toMatch(/\*\*missed\*\*/);
     expect(md).toMatch(/20\.0% of this machine's 2 cores/);
     expect(md).toMatch(/Hypervisor cost model \(type1\)/);
+    expect(md).toMatch(/4500 more when its core last ran another guest/);
   });
 });

@@ -99,6 +99,16 @@ export interface Report {
   vms: VmReport[];
   fidelity: Fidelity;
   realCpu: RealCpu;
+  /** The scenario's timeline steps as they ran (simulated ms since the load started). */
+  timeline: TimelineOutcome[];
+}
+
+/** What one timeline step did. */
+export interface TimelineOutcome {
+  at: number;
+  action: string;
+  ok: boolean;
+  error?: string;
 }
 
 const round = (x: number, d = 3) => Math.round(x * 10 ** d) / 10 ** d;
@@ -118,6 +128,7 @@ export function buildReport(input: {
   targets: MeasuredTarget[];
   fidelity: Fidelity;
   realCpu: RealCpu;
+  timeline?: TimelineOutcome[] | undefined;
 }): Report {
   const { scenario: s, hostInfo: h } = input;
   const vms: VmReport[] = input.after.map((a) => {
@@ -207,6 +218,7 @@ export function buildReport(input: {
     vms,
     fidelity: input.fidelity,
     realCpu: input.realCpu,
+    timeline: input.timeline ?? [],
   };
 }
 
@@ -263,6 +275,19 @@ export function renderSeries(r: Report, heading = '## Latency over time'): strin
   if (withSeries.length === 0) return [];
   const window = withSeries[0]!.series.length > 1 ? withSeries[0]!.series[1]!.tMs - withSeries[0]!.series[0]!.tMs : 0;
   const L: string[] = ['', heading, ''];
+  if (r.timeline.length > 0) {
+    L.push(
+      'Timeline: ' +
+        r.timeline
+          .map(
+            (t) =>
+              `at ${t.at / 1000} s (window ${window > 0 ? Math.floor(t.at / window) + 1 : 1}) ${t.action}${t.ok ? '' : ` — failed: ${t.error}`}`,
+          )
+          .join('; ') +
+        '.',
+      '',
+    );
+  }
   const p99 = (v: VmReport) => v.series.map((p) => (p.ok > 0 ? p.p99 : null));
   const top = Math.max(...withSeries.flatMap((v) => p99(v).filter((x): x is number => x !== null)), 0);
   L.push(
@@ -278,7 +303,7 @@ export function renderSeries(r: Report, heading = '## Latency over time'): strin
     );
   }
   for (const v of withSeries) {
-    const xs = v.series.map((p) => (p.tMs / 1000).toFixed(1));
+    const xs = v.series.map((p) => String(round(p.tMs / 1000, 2)));
     L.push(
       '',
       '```mermaid',
@@ -309,7 +334,9 @@ export function renderMarkdown(r: Report): string {
       `measured by the clients from the moment each request was meant to be sent.`,
     '',
     `**Hypervisor cost model (${r.host.overhead.type}):** ${r.host.overhead.description}. Each guest CPU burst carries ` +
-      `${r.host.overhead.exitCycles} cycles of VM exit and entry; each disk or network operation costs the host side ` +
+      `${r.host.overhead.exitCycles} cycles of VM exit and entry, and ${r.host.overhead.switchCycles} more when its core last ran ` +
+      `another guest or the host side (the world switch; with more guests than cores, nearly every burst pays it); ` +
+      `each disk or network operation costs the host side ` +
       `${r.host.overhead.ioCycles} cycles; every ${r.host.overhead.hostTaskPeriodMs} ms the host runs ` +
       `${r.host.overhead.hostTaskBaseCycles} + ${r.host.overhead.hostTaskPerGuestCycles} × guests cycles of its own tasks on the ` +
       `same cores; it keeps ${r.host.overhead.reservedMiB} MiB of RAM. The host side used ${r.host.hostCpuMs} simulated CPU ms in all.`,

@@ -26,6 +26,7 @@ import {
 } from './report.ts';
 import type { Scenario } from './scenario.ts';
 import { startStack } from './stack.ts';
+import { startTimeline } from './timeline.ts';
 
 export interface RunOptions {
   scenario: Scenario;
@@ -75,7 +76,7 @@ export async function runScenario(o: RunOptions): Promise<Report> {
         home: o.home,
         timeScale: s.timeScale,
         profile: s.host.profile,
-        scheduler: s.host.scheduler,
+        scheduler: policyOf(s),
         hypervisorType: s.host.hypervisor,
         overcommit: s.host.overcommit,
         detached: false,
@@ -115,6 +116,8 @@ export async function runScenario(o: RunOptions): Promise<Report> {
         shares: vm.shares,
         crashPolicy: vm.crashPolicy,
         cpuCapPct: vm.cpuCapPct,
+        cpuReservationPct: vm.cpuReservationPct,
+        memLimitMiB: vm.memLimitMiB,
         diskBytesPerS: vm.diskBytesPerS,
         diskOpsPerS: vm.diskOpsPerS,
         netBytesPerS: vm.netBytesPerS,
@@ -213,10 +216,24 @@ export async function runScenario(o: RunOptions): Promise<Report> {
       );
     }, 2000);
     let summary;
+    // The timeline counts from the load's start, on the same clock.
+    const timeline = startTimeline({
+      steps: s.timeline,
+      clock,
+      startMs: clock.now(),
+      durationMs: s.duration,
+      api: {
+        stress: (name, kind, durationMs) =>
+          api.call('stress', { name, kind, ...(durationMs !== undefined ? { durationMs } : {}) }),
+        unstress: (name) => api.call('unstress', { name }),
+      },
+      out,
+    });
     try {
       summary = await runner.run();
     } finally {
       clearInterval(progress);
+      await timeline.stop();
     }
     const wallSeconds = (performance.now() - wallStart) / 1000;
     const after = (await api.call('list', {})).vms;
@@ -259,6 +276,7 @@ export async function runScenario(o: RunOptions): Promise<Report> {
       targets: measured,
       fidelity: assessFidelity(lagBySvc, s.timeScale, measured),
       realCpu,
+      timeline: timeline.outcomes,
     });
     fs.mkdirSync(o.reportDir, { recursive: true });
     fs.writeFileSync(path.join(o.reportDir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
@@ -271,6 +289,11 @@ export async function runScenario(o: RunOptions): Promise<Report> {
     await nc?.close();
     await stack?.stop();
   }
+}
+
+function policyOf(s: Scenario): 'fifo' | 'fair' {
+  if (s.host.scheduler === 'both') throw new Error('runScenario runs one policy; use runScenarioPolicies for both');
+  return s.host.scheduler;
 }
 
 /** About 40 windows over the run, on a round size (100 ms, 250 ms, 500 ms, 1 s, 2 s, 5 s…). */

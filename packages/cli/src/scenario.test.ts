@@ -46,6 +46,36 @@ describe('scenario files', () => {
     expect(error('name: [unclosed\n')).toMatch(/not valid YAML/);
   });
 
+  it('reads timeline steps and names the bad field of a bad one', () => {
+    const s = parseScenario(
+      'name: x\nduration: 10s\nvms: [{name: a}, {name: b}]\ntimeline:\n' +
+        '  - { at: 2s, stress: { vm: b, kind: fork-bomb, for: 3s } }\n' +
+        '  - { at: 8s, unstress: { vm: b } }\n',
+      'ok.yaml',
+    );
+    expect(s.timeline).toEqual([
+      { at: 2000, stress: { vm: 'b', kind: 'fork-bomb', for: 3000 } },
+      { at: 8000, unstress: { vm: 'b' } },
+    ]);
+    expect(parseScenario('name: x\nvms: [{name: a}]\n', 'ok.yaml').timeline).toEqual([]);
+    const base = 'name: x\nduration: 10s\nvms: [{name: a}]\ntimeline:\n';
+    expect(error(`${base}  - { at: 1s, stress: { vm: a, kind: cpuu } }\n`)).toMatch(/timeline\.0\.stress\.kind: /);
+    expect(error(`${base}  - { at: 1s, stress: { vm: zz, kind: cpu } }\n`)).toMatch(
+      /timeline\.0\.stress\.vm: no VM named zz/,
+    );
+    expect(error(`${base}  - { at: 1s, unstress: { vm: zz } }\n`)).toMatch(/timeline\.0\.unstress\.vm: no VM named zz/);
+    expect(error(`${base}  - { at: 1s, stress: { vm: a, kind: cpu, for: 0 } }\n`)).toMatch(
+      /timeline\.0\.stress\.for: must be longer/,
+    );
+    expect(error(`${base}  - { at: 11s, unstress: { vm: a } }\n`)).toMatch(/timeline\.0\.at: after the load ends/);
+    expect(error(`${base}  - { at: soon, unstress: { vm: a } }\n`)).toMatch(/timeline\.0\.at: .*not a duration/);
+    expect(error(`${base}  - { at: 1s }\n`)).toMatch(/timeline\.0: a step takes exactly one action/);
+    expect(error(`${base}  - { at: 1s, unstress: { vm: a }, stress: { vm: a, kind: cpu } }\n`)).toMatch(
+      /timeline\.0: a step takes exactly one action/,
+    );
+    expect(error(`${base}  - { at: 1s, tune: { vm: a } }\n`)).toMatch(/timeline\.0: .*tune/);
+  });
+
   it('says when the file cannot be read', () => {
     expect(() => loadScenario('/nonexistent/x.yaml')).toThrow(/cannot read/);
   });

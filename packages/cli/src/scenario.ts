@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
-import { APP_KINDS, CRASH_POLICIES, GUEST_OSES, ResourceLimits, VmName } from '@vmsim/shared';
+import { APP_KINDS, CRASH_POLICIES, GUEST_OSES, ResourceLimits, STRESS_KINDS, VmName } from '@vmsim/shared';
 import { parseDuration } from './format.ts';
 
 /** A duration: "500ms", "10s", "2m", or a number of ms. Simulated time. */
@@ -58,6 +58,28 @@ export const ScenarioVm = z
   .strict();
 export type ScenarioVm = z.infer<typeof ScenarioVm>;
 
+/**
+ * A timeline step: at `at` (simulated time since the load started) one action —
+ * `stress: {vm, kind, for?}` starts a stressor (for `for`, or until unstressed),
+ * `unstress: {vm}` stops it.
+ */
+export const TimelineStep = z
+  .object({
+    at: Duration,
+    stress: z
+      .object({ vm: VmName, kind: z.enum(STRESS_KINDS), for: Duration.optional() })
+      .strict()
+      .optional(),
+    unstress: z.object({ vm: VmName }).strict().optional(),
+  })
+  .strict()
+  .superRefine((step, ctx) => {
+    if ((step.stress ? 1 : 0) + (step.unstress ? 1 : 0) !== 1)
+      ctx.addIssue({ code: 'custom', message: 'a step takes exactly one action: stress or unstress' });
+    if (step.stress?.for !== undefined && !(step.stress.for > 0))
+      ctx.addIssue({ code: 'custom', path: ['stress', 'for'], message: 'must be longer than 0' });
+  });
+
 const Slo = z
   .object({
     /** Simulated ms. */
@@ -80,13 +102,15 @@ export const Scenario = z
       .object({
         profile: z.string().default('small'),
         hypervisor: z.enum(['type1', 'type2']).default('type1'),
-        scheduler: z.enum(['fair', 'fifo']).default('fair'),
+        /** `both` runs the scenario twice, under fifo and under fair, and reports them side by side. */
+        scheduler: z.enum(['fair', 'fifo', 'both']).default('fair'),
         overcommit: z.number().min(1).max(10).default(1),
       })
       .strict()
       .default({ profile: 'small', hypervisor: 'type1', scheduler: 'fair', overcommit: 1 }),
     vms: z.array(ScenarioVm).min(1).max(256),
     load: z.array(LoadSpec).default([]),
+    timeline: z.array(TimelineStep).default([]),
     slo: Slo.extend({ perVm: z.record(z.string(), Slo).default({}) })
       .strict()
       .default({ perVm: {} }),
@@ -102,6 +126,18 @@ export const Scenario = z
     s.load.forEach((l, i) => {
       if (!names.has(l.vm))
         ctx.addIssue({ code: 'custom', path: ['load', i, 'vm'], message: `no VM named ${l.vm} in vms` });
+    });
+    s.timeline.forEach((step, i) => {
+      const action = step.stress ? 'stress' : 'unstress';
+      const vm = (step.stress ?? step.unstress)?.vm;
+      if (vm !== undefined && !names.has(vm))
+        ctx.addIssue({ code: 'custom', path: ['timeline', i, action, 'vm'], message: `no VM named ${vm} in vms` });
+      if (step.at > s.duration)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['timeline', i, 'at'],
+          message: `after the load ends (${s.duration} ms)`,
+        });
     });
     for (const vm of Object.keys(s.slo.perVm)) {
       if (!names.has(vm))

@@ -26,6 +26,8 @@ export const ErrorCode = {
   // A guest touched more memory than its limit and was OOM-killed.
   OOM: 'VMSIM_ERR_OOM',
   UNSUPPORTED: 'VMSIM_ERR_UNSUPPORTED',
+  // The host cannot keep a CPU reservation: the running VMs' reservations would exceed its cores.
+  NO_CPU: 'VMSIM_ERR_NO_CPU',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

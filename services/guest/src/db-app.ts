@@ -3,7 +3,7 @@ import { ErrorCode, VmsimError, errorReply, toVmsimError } from '@vmsim/shared';
 import type { AppContext, ServerApp } from './app.ts';
 import type { AreaSpec } from './app-storage.ts';
 import { BLOCK, InFlight, RecordFormat, openArea, utf8, wrongApp } from './app-storage.ts';
-import { APP_DATA_OFFSET, digest, hex } from './disk-layout.ts';
+import { APP_DATA_OFFSET, appDataEnd, digest, hex } from './disk-layout.ts';
 import type { Machine } from './hypercalls.ts';
 import type { OsProfile } from './os-profiles.ts';
 
@@ -128,7 +128,8 @@ export class DbApp implements ServerApp {
     this.clock = ctx.clock;
     this.logger = ctx.logger;
     this.disk = ctx.disk;
-    this.end = ctx.diskBytes;
+    // The stressor's scratch area at the end of the disk is not the log's.
+    this.end = appDataEnd(ctx.diskBytes);
   }
 
   async start(fresh: boolean): Promise<void> {

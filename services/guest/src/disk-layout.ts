@@ -5,6 +5,8 @@
  *   [16 MiB, 32 MiB)    application data (uploads ring)
  *   [32 MiB, 128 MiB)   the OS image that boot stages read
  *   [128 MiB, end)      the application's own data area (db log, mail spool, files)
+ *   [end - 64 MiB, end) on disks of 512 MiB or more: scratch for the disk stressor, which
+ *                       the application's data area stops short of
  */
 export const MiB = 1024 * 1024;
 export const SUPERBLOCK_OFFSET = 0;
@@ -45,3 +47,22 @@ export function hex(n: number): string {
 
 /** Where applications that keep data (db, mail, file, game saves) start their own area. */
 export const APP_DATA_OFFSET = 128 * MiB;
+
+/**
+ * The disk stressor writes only here, so stressing a VM never destroys its application's
+ * data. Small disks have none (the stressor then only reads): carving 64 MiB out of a
+ * 128-256 MiB disk would leave the applications too little.
+ */
+export const SCRATCH_BYTES = 64 * MiB;
+export const SCRATCH_MIN_DISK_BYTES = 512 * MiB;
+
+export function scratchArea(diskBytes: number): { offset: number; bytes: number } | undefined {
+  if (diskBytes < SCRATCH_MIN_DISK_BYTES) return undefined;
+  const end = Math.floor(diskBytes / MiB) * MiB;
+  return { offset: end - SCRATCH_BYTES, bytes: SCRATCH_BYTES };
+}
+
+/** Where an application's own data area ends: the end of the disk, or the scratch area's start. */
+export function appDataEnd(diskBytes: number): number {
+  return scratchArea(diskBytes)?.offset ?? diskBytes;
+}

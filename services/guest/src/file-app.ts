@@ -1,6 +1,6 @@
 import type { FileRequest, IngressReply, IngressRequest, Logger } from '@vmsim/shared';
 import { ErrorCode, MAX_IO_BYTES, errorReply } from '@vmsim/shared';
-import { APP_DATA_OFFSET, digest, hex } from './disk-layout.ts';
+import { APP_DATA_OFFSET, appDataEnd, digest, hex } from './disk-layout.ts';
 import type { AppContext, ServerApp } from './app.ts';
 import { BLOCK, blockAlign, readTable, sealChecksum, wrongApp, writeChunked } from './app-storage.ts';
 import type { Machine } from './hypercalls.ts';
@@ -202,7 +202,8 @@ export class FileApp implements ServerApp {
     this.os = ctx.os;
     this.logger = ctx.logger;
     this.disk = ctx.disk;
-    this.dataEnd = Math.floor(ctx.diskBytes / BLOCK) * BLOCK;
+    // The stressor's scratch area at the end of the disk is not for files.
+    this.dataEnd = Math.floor(appDataEnd(ctx.diskBytes) / BLOCK) * BLOCK;
     this.hasArea = this.dataEnd >= FILE_LAYOUT.dataOffset;
   }
 

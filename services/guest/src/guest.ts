@@ -1,6 +1,18 @@
-import type { AppKind, Clock, Logger, Msg, NatsConnection, Namespace, Subscription, GuestStatus } from '@vmsim/shared';
+import type {
+  AppKind,
+  Clock,
+  Logger,
+  Msg,
+  NatsConnection,
+  Namespace,
+  Subscription,
+  GuestStatus,
+  Rng,
+  StressKind,
+} from '@vmsim/shared';
 import {
   ErrorCode,
+  createRng,
   GuestControl,
   LagMonitor,
   VnicRx,
@@ -25,6 +37,7 @@ import {
 import type { HypercallClient } from './hypercalls.ts';
 import type { OsProfile } from './os-profiles.ts';
 import type { ServerApp } from './app.ts';
+import { Stressor } from './stressors.ts';
 
 export interface GuestSpec {
   app: AppKind;
@@ -51,6 +64,8 @@ export interface GuestDeps {
 
 /** The guest's read size while booting: what a kernel's readahead asks for. */
 const BOOT_READ = 256 * 1024;
+/** MiB of its working set the booting guest touches per mem.alloc hypercall. */
+const BOOT_TOUCH_MIB = 64;
 
 /**
  * One VM's software: the OS boots through its stages, then the server application takes
@@ -67,11 +82,15 @@ export class Guest {
   private inFlight = 0;
   private accepting = false;
   private readonly startedAt: number;
+  /** The stressor running now, or the last one (its figures stay in the heartbeat). */
+  private stressor: Stressor | undefined;
+  private readonly stressRng: Rng;
 
   private constructor(deps: GuestDeps) {
     this.d = deps;
     this.app = deps.app;
     this.startedAt = performance.now();
+    this.stressRng = createRng(`stress/${deps.vm}`);
   }
 
   static create(deps: GuestDeps): Guest {
@@ -111,6 +130,9 @@ export class Guest {
       await machine.cpu(stage.cycles);
       logger.debug({ stage: stage.name, simMs: clock.now() - t0 }, 'boot stage done');
     }
+    // The booted kernel and the server touch their working set, a piece at a time as a kernel
+    // faults pages in: the host backs it (swapping if it must) or OOM-kills us past our limit.
+    for (let left = needMiB; left > 0; left -= BOOT_TOUCH_MIB) await machine.memAlloc(Math.min(BOOT_TOUCH_MIB, left));
     const sb = await machine.read(disk.index, SUPERBLOCK_OFFSET, 4096);
     const fresh = !isFormatted(sb, spec.app);
     this.status({
@@ -171,9 +193,29 @@ export class Guest {
     try {
       const ctl = decode(m.data, GuestControl, 'control message');
       if (ctl.cmd === 'shutdown') void this.shutdown(ctl.reason);
+      else if (ctl.cmd === 'stress') this.startStress(ctl.kind, ctl.durationMs);
+      else void this.stressor?.stop('stop requested');
     } catch (e) {
       this.d.logger.warn({ err: (e as Error).message }, 'bad control message');
     }
+  }
+
+  /** One stressor at a time: a new one replaces the one running. */
+  private startStress(kind: StressKind, durationMs: number | undefined): void {
+    if (!this.accepting) return;
+    const { machine, clock, logger, spec } = this.d;
+    void this.stressor?.stop(`replaced by the ${kind} stressor`);
+    this.stressor = Stressor.start(
+      kind,
+      {
+        machine,
+        clock,
+        logger,
+        rng: this.stressRng,
+        target: { vcpus: spec.vcpus, memoryMiB: spec.memoryMiB, disk: spec.disks[0]! },
+      },
+      durationMs,
+    );
   }
 
   private startHeartbeat(): void {
@@ -187,7 +229,7 @@ export class Guest {
           lagMs: this.lag.sample().p99Ms,
           served: this.served,
           inFlight: this.inFlight,
-          app: this.app.figures(),
+          app: { ...this.app.figures(), ...this.stressor?.figures() },
         }),
       );
     };
@@ -199,6 +241,8 @@ export class Guest {
   async shutdown(reason: string): Promise<void> {
     if (!this.accepting) return;
     this.accepting = false;
+    // Its processes die with the OS: no need to wait for them.
+    void this.stressor?.stop('the guest is shutting down');
     this.status({ phase: 'stopping', reason });
     const deadline = Date.now() + 5_000;
     while (this.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
@@ -212,6 +256,7 @@ export class Guest {
   }
 
   stop(): void {
+    void this.stressor?.stop('the guest is stopping');
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     for (const s of this.subs.splice(0)) s.unsubscribe();
     this.lag.stop();

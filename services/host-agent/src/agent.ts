@@ -173,8 +173,11 @@ export class HostAgent {
   private onCpu(msg: Msg): void {
     try {
       const op = decode(msg.data, HwCpuOp, 'cpu operation');
-      this.d.hardware.runCpu(op.cycles, (serviceMs) =>
-        this.finish(op.t, 'cpu', op.replyTo, { ok: true, waitMs: op.waitMs, serviceMs }, serviceMs),
+      this.d.hardware.runCpu(
+        op.cycles,
+        (serviceMs) => this.finish(op.t, 'cpu', op.replyTo, { ok: true, waitMs: op.waitMs, serviceMs }, serviceMs),
+        op.vm,
+        op.switchCycles,
       );
     } catch (e) {
       this.refuse(msg, e, 'cpu');
@@ -198,10 +201,14 @@ export class HostAgent {
       } else if (op.op === 'write') {
         store.write(op.offset, op.data);
         bytes = op.data.length;
+      } else if (op.op === 'swap') {
+        // Timing only: the page bytes live in the hypervisor's model, not in the file.
+        bytes = op.length;
       } else {
         durable = store.flush();
       }
-      this.d.hardware.runDisk(diskId, op.op, bytes, (serviceMs) => {
+      const kind = op.op === 'swap' ? (op.dir === 'in' ? 'read' : 'write') : op.op;
+      this.d.hardware.runDisk(diskId, kind, bytes, (serviceMs) => {
         durable.then(
           () =>
             this.finish(

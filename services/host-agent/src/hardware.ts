@@ -36,10 +36,13 @@ export class Hardware {
     for (const n of profile.nics) this.nics.set(n.id, { rx: new NicLink(n, now), tx: new NicLink(n, now) });
   }
 
-  /** Runs a burst on a free core; throws DEVICE_BUSY when none is free. */
-  runCpu(cycles: number, done: Completion): void {
+  /**
+   * Runs `owner`'s burst on a free core, `switchCycles` longer when that core last ran
+   * another owner; throws DEVICE_BUSY when none is free.
+   */
+  runCpu(cycles: number, done: Completion, owner = '', switchCycles = 0): void {
     const now = this.clock.now();
-    const slot = this.cpu.start(cycles, now);
+    const slot = this.cpu.start(cycles, now, owner, switchCycles);
     if (!slot) throw new VmsimError(ErrorCode.DEVICE_BUSY, `all ${this.cpu.capacity} cores are busy`);
     this.complete(slot.doneAt, slot.serviceMs, () => this.cpu.finish(slot.core, this.clock.now()), done);
   }
@@ -93,6 +96,8 @@ export class Hardware {
         utilization: this.cpu.meter.takeUtilization(now),
         ops: this.cpu.ops,
         bytes: 0,
+        switches: this.cpu.switches,
+        switchCycles: this.cpu.switchCycles,
       },
     ];
     for (const d of this.disks.values()) {

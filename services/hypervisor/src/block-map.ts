@@ -47,6 +47,24 @@ export class ExtentAllocator {
     return d.capacityBytes - (this.used.get(diskId) ?? []).reduce((s, e) => s + e.length, 0);
   }
 
+  /**
+   * An extent at the end of one disk, as installers put a swap partition, so that VM disks
+   * keep being placed from the start. At most `length`; what fits after the last extent.
+   */
+  allocateAtEnd(diskId: string, length: number): Extent | undefined {
+    const d = this.disks.find((x) => x.id === diskId);
+    if (!d) throw new VmsimError(ErrorCode.NO_SUCH_DEVICE, `no disk ${diskId}`);
+    const list = this.used.get(diskId)!;
+    const end = list.reduce((m, e) => Math.max(m, Math.ceil((e.pOffset + e.length) / ALIGN) * ALIGN), 0);
+    const top = Math.floor(d.capacityBytes / ALIGN) * ALIGN;
+    const len = Math.min(Math.floor(length / ALIGN) * ALIGN, top - end);
+    if (len <= 0) return undefined;
+    const ext: Extent = { vOffset: 0, disk: diskId, pOffset: top - len, length: len };
+    list.push(ext);
+    list.sort((a, b) => a.pOffset - b.pOffset);
+    return ext;
+  }
+
   /** One contiguous extent of `length` bytes on the first disk that has room. */
   allocate(length: number, preferDisk?: string): Extent {
     const want = Math.ceil(length / ALIGN) * ALIGN;

@@ -17,6 +17,11 @@ export interface DeviceRequest {
   body: Record<string, unknown>;
   /** Which hypercall or traffic kind this is, for per-VM figures. */
   kind: string;
+  /**
+   * A NIC frame built at dispatch, when the queue wait is known: a guest's own network
+   * hypercall is answered by the frame itself, and that answer carries the wait.
+   */
+  frameAt?: (waitMs: number) => Uint8Array;
 }
 
 interface InFlight {
@@ -117,8 +122,9 @@ export class HostDevices {
   }
 
   /**
-   * Applies a VM's shares, vCPU count and rate limits to every device's scheduler. Buckets
-   * hold 100 ms of their rate, so short bursts pass and the average is held.
+   * Applies a VM's shares, vCPU count, CPU reservation and rate limits to every device's
+   * scheduler. Byte and operation buckets hold 100 ms of their rate, so short bursts pass and
+   * the average is held; the CPU cap and reservation hold 10 ms (at least 1 ms).
    */
   configureVm(vm: string, def: VmDefinition): void {
     const limit = (perS: number | null | undefined) => (perS ? { ratePerMs: perS / 1000, burst: perS / 10 } : null);
@@ -126,6 +132,9 @@ export class HostDevices {
       weight: def.shares,
       limit: def.vcpus,
       cap: def.cpuCapPct ? { ratePerMs: def.cpuCapPct / 100, burst: Math.max(1, def.cpuCapPct / 10) } : null,
+      reservation: def.cpuReservationPct
+        ? { ratePerMs: def.cpuReservationPct / 100, burst: Math.max(1, def.cpuReservationPct / 10) }
+        : null,
     });
     for (const d of this.disks.values()) {
       d.configureVm(vm, { weight: def.shares, bytes: limit(def.diskBytesPerS), ops: limit(def.diskOpsPerS) });
@@ -150,7 +159,11 @@ export class HostDevices {
     const t = this.nextTicket++;
     this.inFlight.set(t, { sched, vm: job.vm, kind: job.payload.kind, dispatchedWallMs: Date.now() });
     this.events.dispatched(job.vm, job.payload.kind, waitMs);
-    this.nc.publish(job.payload.subject, encode({ ...job.payload.body, t, vm: job.vm, waitMs }));
+    const { body, frameAt } = job.payload;
+    this.nc.publish(
+      job.payload.subject,
+      encode({ ...body, ...(frameAt ? { frame: frameAt(waitMs) } : {}), t, vm: job.vm, waitMs }),
+    );
   }
 
   /** A device says it finished ticket `t`. */

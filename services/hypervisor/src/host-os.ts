@@ -17,12 +17,23 @@ export const HOST_FLOW_WEIGHT = 1_000_000;
  * and entry ≈ 0.5 µs; a world switch to a hosted VMM's process ≈ 3 µs; a virtio notification
  * served in the kernel ≈ 2 µs, an emulated device in a user-space VMM ≈ 10-15 µs; a desktop
  * host OS keeps ≈ 5% of a core busy, and each VM process it hosts ≈ 1% more.
+ *
+ * A core that turns from one guest (or the host side) to another pays a switch
+ * (`switchCycles`, charged by the host-agent's cores, which remember whose burst they ran
+ * last): with more guests than cores this happens on nearly every burst. A type-1 hypervisor
+ * switches VMCS and vCPU registers in its own context, ≈ 1.5 µs with a little cache refill. A
+ * type-2 one has the host kernel switch between two VMM processes: the kernel's scheduler, an
+ * address-space switch, and the caches and TLB refilled behind it. Li, Ding & Shen
+ * ("Quantifying the cost of context switch", ExpCS 2007) measured a direct cost of a few µs
+ * for a process switch and an indirect, cache-refill cost from a few µs to far more as the
+ * working set grows; we take ≈ 20 µs in all. Of-the-order figures, not a measurement.
  */
 export const OVERHEADS: Record<HypervisorOverhead['type'], HypervisorOverhead> = {
   type1: {
     type: 'type1',
     description: 'bare-metal VMM: VM exits only, devices in the hypervisor, a thin control domain',
     exitCycles: 1_500,
+    switchCycles: 4_500,
     ioCycles: 6_000,
     hostTaskPeriodMs: 10,
     hostTaskBaseCycles: 30_000,
@@ -33,6 +44,7 @@ export const OVERHEADS: Record<HypervisorOverhead['type'], HypervisorOverhead> =
     type: 'type2',
     description: 'hosted VMM: exits return to the host OS, devices emulated in a host process, host tasks compete',
     exitCycles: 9_500,
+    switchCycles: 60_000,
     ioCycles: 40_000,
     hostTaskPeriodMs: 10,
     hostTaskBaseCycles: 1_400_000,

@@ -13,6 +13,8 @@ import type {
   VmInfo,
   MgmtOp,
   ResourceLimits,
+  StressKind,
+  TimerHandle,
 } from '@vmsim/shared';
 import {
   ErrorCode,
@@ -31,6 +33,8 @@ import {
   anyGuestStatusSubject,
   anyHeartbeatSubject,
   anyHypercallSubject,
+  anySwapDoneSubject,
+  createRng,
   anyIngressSubject,
   anyVnicTxSubject,
   call,
@@ -50,11 +54,12 @@ import {
   serviceEventSubject,
   waitFor,
 } from '@vmsim/shared';
-import { admitMemory, committableMiB } from './admission.ts';
+import { admitCpuReservation, admitMemory, checkReservation, committableMiB, hostCpuPct } from './admission.ts';
 import { ExtentAllocator } from './block-map.ts';
 import { ConnectionTable } from './connections.ts';
 import { HOST_FLOW, HOST_FLOW_WEIGHT, HostWork, OVERHEADS } from './host-os.ts';
 import { HostDevices } from './devices.ts';
+import { GuestMemory } from './memory-adapter.ts';
 import { DefinitionStore, diskBytes, newRecord, opFigures, toInfo, type VmRecord } from './registry.ts';
 import type { Policy } from './scheduler.ts';
 import { ACTIVE_STATES, nextState, type VmCommand } from './vm-state.ts';
@@ -111,9 +116,13 @@ export class Hypervisor {
   private devices!: HostDevices;
   private allocator!: ExtentAllocator;
   private connections!: ConnectionTable;
+  /** Guest RAM: limits, OOM kills, balloon and swap. */
+  private memory!: GuestMemory;
   private timers: NodeJS.Timeout[] = [];
   private readonly hostWork: HostWork;
   private stopping = false;
+  /** When a stressor started for a fixed time ends, per VM (simulated time). */
+  private readonly stressTimers = new Map<string, TimerHandle>();
 
   private constructor(deps: HypervisorDeps) {
     this.d = deps;
@@ -167,6 +176,26 @@ export class Hypervisor {
       rec.reason = 'definition loaded at hypervisor start';
       this.vms.set(p.def.name, rec);
     }
+    // After the VMs' disks are claimed: the swap area goes at the end of a disk.
+    this.memory = new GuestMemory({
+      nc,
+      ns,
+      host,
+      logger: this.log,
+      rng: createRng(`${host}/memory`),
+      devices: this.devices,
+      profile: inv.profile,
+      allocator: this.allocator,
+      reservedMiB: this.cfg.reservedMiB,
+      overcommit: this.cfg.overcommit,
+      policy: this.cfg.policy,
+      chainTimeoutMs: Math.max(60_000, this.cfg.connectionTimeoutMs * 2),
+      records: () => this.vms.values(),
+      record: (name) => this.vms.get(name),
+      kill: (rec, reason) => this.powerOff(rec, 'crash', reason),
+      noteIo: (n) => this.hostWork.noteIo(n),
+    });
+    this.memory.refresh();
 
     const sub = (subject: string, fn: (m: Msg) => void) =>
       this.subs.push(
@@ -182,6 +211,7 @@ export class Hypervisor {
         }),
       );
     sub(anyHypercallSubject(ns), (m) => this.onHypercall(m));
+    sub(anySwapDoneSubject(ns, host), (m) => this.memory.onSwapDone(m));
     sub(hardwareSubjects.done(ns, host), (m) => this.onDone(m));
     sub(anyHeartbeatSubject(ns), (m) => this.onHeartbeat(m));
     sub(anyGuestStatusSubject(ns), (m) => this.onGuestStatus(m));
@@ -221,7 +251,10 @@ export class Hypervisor {
     this.stopping = true;
     for (const t of this.timers) clearInterval(t);
     for (const rec of this.vms.values()) clearTimeout(rec.restartTimer);
+    for (const t of this.stressTimers.values()) this.d.clock.cancel(t);
+    this.stressTimers.clear();
     for (const s of this.subs.splice(0)) s.unsubscribe();
+    this.memory?.stop();
     const exits: Promise<void>[] = [];
     const poweredOff: string[] = [];
     for (const rec of this.vms.values()) {
@@ -277,6 +310,79 @@ export class Hypervisor {
       vmEventSubject(this.d.ns, this.d.host, rec.def.name),
       encode({ t: Date.now(), host: this.d.host, vm: rec.def.name, from, to, reason, pid: rec.pid }),
     );
+    // A stressor is a guest's process: it ends with the guest (a paused one keeps it, frozen).
+    if (rec.stress !== null && to !== 'running' && to !== 'paused') this.endStress(rec, `the VM is ${to}`);
+  }
+
+  /** A stressor started or stopped: logged and published as a VM event with its reason. */
+  private stressEvent(rec: VmRecord, reason: string): void {
+    const vm = rec.def.name;
+    this.log.info({ vm, stress: rec.stress, reason }, `vm ${vm}: ${reason}`);
+    this.d.nc.publish(
+      vmEventSubject(this.d.ns, this.d.host, vm),
+      encode({
+        t: Date.now(),
+        host: this.d.host,
+        vm,
+        from: rec.state,
+        to: rec.state,
+        reason,
+        pid: rec.pid,
+        kind: 'stress',
+        stress: rec.stress,
+      }),
+    );
+  }
+
+  /** Forgets a VM's stressor (the guest stops it itself, or died with it). */
+  private endStress(rec: VmRecord, reason: string): void {
+    const timer = this.stressTimers.get(rec.def.name);
+    if (timer) this.d.clock.cancel(timer);
+    this.stressTimers.delete(rec.def.name);
+    const kind = rec.stress;
+    if (kind === null) return;
+    rec.stress = null;
+    this.stressEvent(rec, `stressor ${kind} stopped: ${reason}`);
+  }
+
+  /** Starts one of the isolation benchmark's stressors in a running guest (replacing one that runs). */
+  stressVm(req: { name: string; kind: StressKind; durationMs?: number | undefined }): VmInfo {
+    const rec = this.get(req.name);
+    const { name, kind, durationMs } = req;
+    if (rec.state !== 'running') {
+      throw new VmsimError(ErrorCode.BAD_STATE, `cannot stress VM ${name}: it is ${rec.state}, not running`);
+    }
+    this.d.nc.publish(
+      guestControlSubject(this.d.ns, name),
+      encode({ cmd: 'stress', kind, ...(durationMs !== undefined ? { durationMs } : {}) }),
+    );
+    const previous = rec.stress;
+    const timer = this.stressTimers.get(name);
+    if (timer) this.d.clock.cancel(timer);
+    this.stressTimers.delete(name);
+    rec.stress = kind;
+    if (durationMs !== undefined) {
+      // The guest times the same duration and stops itself; this only keeps the record true.
+      const handle = this.d.clock.at(this.d.clock.now() + durationMs, () => {
+        if (this.stressTimers.get(name) !== handle) return;
+        this.stressTimers.delete(name);
+        this.endStress(rec, `its ${durationMs} simulated ms elapsed`);
+      });
+      this.stressTimers.set(name, handle);
+    }
+    const span = durationMs !== undefined ? `for ${durationMs} simulated ms` : 'until unstressed';
+    this.stressEvent(rec, `stressor ${kind} started ${span}${previous ? `, replacing ${previous}` : ''}`);
+    return toInfo(rec, Date.now());
+  }
+
+  /** Stops a VM's stressor; a VM that runs none is left as it is. */
+  unstressVm(name: string): VmInfo {
+    const rec = this.get(name);
+    if (rec.state === 'running' || rec.state === 'paused') {
+      this.d.nc.publish(guestControlSubject(this.d.ns, name), encode({ cmd: 'stress-stop' }));
+    }
+    this.endStress(rec, 'unstress requested');
+    return toInfo(rec, Date.now());
   }
 
   private publishServiceEvent(kind: string, reason: string): void {
@@ -290,6 +396,30 @@ export class Hypervisor {
     let sum = 0;
     for (const r of this.vms.values()) if (ACTIVE_STATES.includes(r.state)) sum += r.def.memoryMiB;
     return sum;
+  }
+
+  private activeGuests(): number {
+    let n = 0;
+    for (const r of this.vms.values()) if (ACTIVE_STATES.includes(r.state)) n++;
+    return n;
+  }
+
+  /**
+   * Refuses a CPU reservation the host cannot keep: `def` is what the VM will run with,
+   * `guests` how many guests run then (the host side's own work grows with them).
+   */
+  private admitCpu(def: VmDefinition, guests: number): void {
+    if (!def.cpuReservationPct) return;
+    let others = 0;
+    for (const r of this.vms.values()) {
+      if (r.def.name !== def.name && ACTIVE_STATES.includes(r.state)) others += r.def.cpuReservationPct ?? 0;
+    }
+    const { cpu } = this.profile;
+    const plan = {
+      cores: cpu.sockets * cpu.coresPerSocket,
+      hostPct: hostCpuPct(this.hostWork.params, guests, cpu.mhz),
+    };
+    admitCpuReservation(plan, others, def.name, def.cpuReservationPct, def.vcpus);
   }
 
   private memoryPlan() {
@@ -313,6 +443,7 @@ export class Hypervisor {
 
   define(def: VmDefinition): VmInfo {
     if (this.vms.has(def.name)) throw new VmsimError(ErrorCode.VM_EXISTS, `a VM named ${def.name} is already defined`);
+    if (def.cpuReservationPct) checkReservation(def.name, def.cpuReservationPct, def.vcpus);
     const extent = this.allocator.allocate(diskBytes(def));
     const rec = newRecord(def, randomUUID(), Date.now(), [extent]);
     this.vms.set(def.name, rec);
@@ -354,6 +485,7 @@ export class Hypervisor {
     const rec = this.get(name);
     nextState(name, rec.state, 'start');
     admitMemory(this.memoryPlan(), this.committedMiB(), name, rec.def.memoryMiB);
+    this.admitCpu(rec.def, this.activeGuests() + 1);
     await call(
       this.d.nc,
       hardwareSubjects.memAlloc(this.d.ns, this.d.host),
@@ -370,6 +502,7 @@ export class Hypervisor {
     rec.startedAt = Date.now();
     rec.startedWallMs = Date.now();
     this.devices.configureVm(name, rec.def);
+    this.memory.register(rec);
     this.transition(rec, 'start', reason);
     this.spawnGuest(rec);
     return toInfo(rec, Date.now());
@@ -477,6 +610,7 @@ export class Hypervisor {
   /** Gives back what an inactive VM held: memory, queued device work, client connections. */
   private release(rec: VmRecord): void {
     const name = rec.def.name;
+    this.memory.remove(rec);
     const dropped = this.devices.dropVm(name);
     for (const c of this.connections.dropVm(name)) {
       this.d.nc.publish(
@@ -526,17 +660,31 @@ export class Hypervisor {
   }
 
   /** Changes a VM's shares and rate limits; a running VM's schedulers take them at once. */
-  tuneVm(req: { name: string; shares?: number | undefined } & ResourceLimits): VmInfo {
+  tuneVm(req: { name: string; shares?: number | undefined; memoryMiB?: number | undefined } & ResourceLimits): VmInfo {
     const rec = this.get(req.name);
     const { name: _name, ...changes } = req;
     const next: VmDefinition = { ...rec.def };
     for (const [k, v] of Object.entries(changes) as [keyof typeof changes, unknown][]) {
       if (v !== undefined) (next as Record<string, unknown>)[k] = v;
     }
+    // A raised reservation must fit the host now; a stopped VM's is checked when it starts.
+    if (next.cpuReservationPct) checkReservation(next.name, next.cpuReservationPct, next.vcpus);
+    if (ACTIVE_STATES.includes(rec.state) && (next.cpuReservationPct ?? 0) > (rec.def.cpuReservationPct ?? 0)) {
+      this.admitCpu(next, this.activeGuests());
+    }
+    // Memory hot-plug must fit what the host commits; shrinking below what the guest uses is refused.
+    if (ACTIVE_STATES.includes(rec.state) && next.memoryMiB !== rec.def.memoryMiB) {
+      if (next.memoryMiB > rec.def.memoryMiB) {
+        admitMemory(this.memoryPlan(), this.committedMiB() - rec.def.memoryMiB, next.name, next.memoryMiB);
+      }
+      this.memory.resize(rec, next.memoryMiB);
+    }
     rec.def = next;
     this.store.save(this.vms.values());
     if (ACTIVE_STATES.includes(rec.state)) this.devices.configureVm(rec.def.name, rec.def);
     this.log.info({ vm: rec.def.name, changes }, `vm ${rec.def.name}: tuned`);
+    // A limit below what the guest uses kills it, as cgroup memory.max would.
+    this.memory.applyLimit(rec);
     return toInfo(rec, Date.now());
   }
 
@@ -588,7 +736,7 @@ export class Hypervisor {
     this.devices.cpu.submit(HOST_FLOW, this.devices.cpuCost(cycles), {
       subject: this.devices.subjects.cpu,
       kind: 'host',
-      body: { replyTo: hostWorkSubject(this.d.ns, this.d.host), cycles },
+      body: { replyTo: hostWorkSubject(this.d.ns, this.d.host), cycles, switchCycles: this.hostWork.params.switchCycles },
     });
   }
 
@@ -670,15 +818,33 @@ export class Hypervisor {
       if (hc.op === 'cpu') {
         // The guest's burst carries the exit into the VMM and back on the same core.
         const cycles = this.hostWork.cpuBurst(hc.cycles);
-        this.devices.cpu.submit(name, this.devices.cpuCost(cycles), {
-          subject: this.devices.subjects.cpu,
-          kind: hc.op,
-          body: { replyTo, cycles },
-        });
+        // A burst that touches a page on swap waits for it first (a major fault).
+        this.memory.beforeCpu(
+          rec,
+          () =>
+            this.devices.cpu.submit(name, this.devices.cpuCost(cycles), {
+              subject: this.devices.subjects.cpu,
+              kind: hc.op,
+              body: { replyTo, cycles, switchCycles: this.hostWork.params.switchCycles },
+            }),
+          (code, message) => {
+            fig.errors++;
+            m.respond(encode(errorReply(code, message)));
+          },
+        );
         return;
       }
-      if (hc.op === 'mem.alloc' || hc.op === 'mem.free' || hc.op === 'net.send' || hc.op === 'net.recv') {
-        throw new VmsimError(ErrorCode.UNSUPPORTED, `hypercall ${hc.op} is not served yet`);
+      if (hc.op === 'mem.alloc') {
+        this.memory.alloc(rec, hc.mib, replyTo);
+        return;
+      }
+      if (hc.op === 'mem.free') {
+        this.memory.free(rec, hc.mib, replyTo);
+        return;
+      }
+      if (hc.op === 'net.send' || hc.op === 'net.recv') {
+        this.guestTraffic(rec, hc.op, hc.bytes, replyTo);
+        return;
       }
       if (hc.disk !== 0) throw new VmsimError(ErrorCode.NO_SUCH_DEVICE, `VM ${name} has no disk ${hc.disk}`);
       this.hostWork.noteIo();
@@ -717,6 +883,32 @@ export class Hypervisor {
       const ve = toVmsimError(e);
       m.respond(encode(errorReply(ve.code, ve.message)));
     }
+  }
+
+  /**
+   * Traffic the guest itself sends out or pulls in (a bulk transfer): one super-frame over
+   * the host NIC under the VM's flow, like a client's request or reply. The frame that
+   * crosses the NIC is the hypercall's answer, delivered to the guest's reply inbox.
+   */
+  private guestTraffic(rec: VmRecord, op: 'net.send' | 'net.recv', bytes: number, replyTo: string): void {
+    const dir = op === 'net.send' ? 'tx' : 'rx';
+    opFigures(rec, op).bytes += bytes;
+    if (dir === 'tx') rec.net.txBytes += bytes;
+    else rec.net.rxBytes += bytes;
+    this.hostWork.noteIo();
+    // The modeled time on the wire when nothing else is on it (the NIC tells no one more).
+    const serviceMs = this.devices.nicCost(bytes);
+    this.devices.nic[dir].submit(
+      rec.def.name,
+      serviceMs,
+      {
+        subject: this.devices.subjects.nic[dir],
+        kind: op,
+        body: { replyTo, bytes },
+        frameAt: (waitMs) => encode({ ok: true, waitMs, serviceMs }),
+      },
+      bytes,
+    );
   }
 
   private onDone(m: Msg): void {
@@ -859,9 +1051,7 @@ export class Hypervisor {
         totalMiB: this.profile.memoryGiB * 1024,
         committedMiB: this.committedMiB(),
         reservedMiB: this.cfg.reservedMiB,
-        residentMiB: 0,
-        swappedMiB: 0,
-        balloonMiB: 0,
+        ...this.memory.hostFigures(),
       },
       cpu: { cores: this.profile.cpu.sockets * this.profile.cpu.coresPerSocket, mhz: this.profile.cpu.mhz },
       vms: this.vms.size,
@@ -884,15 +1074,12 @@ export class Hypervisor {
       pause: (r: { name: string }) => this.pauseVm(r.name),
       resume: (r: { name: string }) => this.resumeVm(r.name),
       tune: (r: { name: string } & ResourceLimits) => this.tuneVm(r),
-      stress: () => {
-        throw new VmsimError(ErrorCode.UNSUPPORTED, 'stress is not served yet');
-      },
-      unstress: () => {
-        throw new VmsimError(ErrorCode.UNSUPPORTED, 'unstress is not served yet');
-      },
+      stress: (r: { name: string; kind: StressKind; durationMs?: number }) => this.stressVm(r),
+      unstress: (r: { name: string }) => this.unstressVm(r.name),
       policy: (r: { policy: Policy }) => {
         this.cfg.policy = r.policy;
         this.devices.setPolicy(r.policy);
+        this.memory.setPolicy(r.policy);
         this.log.info({ policy: r.policy }, `scheduling policy is now ${r.policy}`);
         this.publishServiceEvent('policy', `every device scheduler now uses ${r.policy}`);
         return this.hostInfo();

@@ -3,4 +3,11 @@ export { ResourceScheduler, POLICIES, type Policy, type Job } from './scheduler.
 export { nextState, canApply, ACTIVE_STATES, VM_COMMANDS, type VmCommand } from './vm-state.ts';
 export { BlockMap, ExtentAllocator } from './block-map.ts';
 export { ConnectionTable } from './connections.ts';
-export { admitMemory, committableMiB } from './admission.ts';
+export {
+  admitMemory,
+  committableMiB,
+  admitCpuReservation,
+  checkReservation,
+  hostCpuPct,
+  reservableCpuPct,
+} from './admission.ts';

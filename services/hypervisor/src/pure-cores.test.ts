@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, VirtualClock } from '@vmsim/shared';
-import { admitMemory, committableMiB } from './admission.ts';
+import {
+  admitCpuReservation,
+  admitMemory,
+  checkReservation,
+  committableMiB,
+  hostCpuPct,
+  reservableCpuPct,
+} from './admission.ts';
 import { BlockMap, ExtentAllocator } from './block-map.ts';
 import { ConnectionTable } from './connections.ts';
 import { nextState, canApply } from './vm-state.ts';
@@ -87,5 +94,35 @@ describe('memory admission', () => {
     expect(committableMiB(plan)).toBe(3584);
     expect(() => admitMemory(plan, 2048, 'web3', 2048)).toThrow(/VM web3 needs 2048 MiB but only 1536 MiB/);
     expect(() => admitMemory({ ...plan, overcommit: 1.5 }, 2048, 'web3', 2048)).not.toThrow();
+  });
+});
+
+describe('CPU reservation admission', () => {
+  const plan = { cores: 4, hostPct: 6 };
+
+  it('keeps the sum of running reservations within the cores less the host side, naming the figures', () => {
+    expect(reservableCpuPct(plan)).toBe(394);
+    expect(() => admitCpuReservation(plan, 300, 'db', 94, 2)).not.toThrow();
+    expect(() => admitCpuReservation(plan, 300, 'db', 100, 2)).toThrow(
+      expect.objectContaining({
+        code: ErrorCode.NO_CPU,
+        message: expect.stringMatching(
+          /VM db wants a CPU reservation of 100% but only 94% of 394% reservable are free \(4 cores × 100% − 6% .* running VMs hold 300%\)/,
+        ),
+      }),
+    );
+  });
+
+  it('refuses a reservation above what the VM’s vCPUs can run', () => {
+    expect(() => admitCpuReservation(plan, 0, 'web', 150, 1)).toThrow(
+      expect.objectContaining({ code: ErrorCode.OUT_OF_RANGE, message: expect.stringMatching(/at most 100%/) }),
+    );
+    expect(() => checkReservation('web', 200, 2)).not.toThrow();
+  });
+
+  it('counts the host side’s periodic work, which grows with the guests', () => {
+    const type2 = { hostTaskBaseCycles: 1_400_000, hostTaskPerGuestCycles: 280_000, hostTaskPeriodMs: 10 };
+    // 1.4 M + 4 × 0.28 M cycles every 10 ms on 2.8 GHz cores: 9% of one core.
+    expect(hostCpuPct(type2, 4, 2800)).toBeCloseTo(9, 9);
   });
 });

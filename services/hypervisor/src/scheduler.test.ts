@@ -12,16 +12,19 @@ interface Load {
 
 /**
  * A device with `capacity` servers behind a scheduler, in virtual time: every VM keeps a
- * number of requests outstanding and resubmits on completion. Returns device time per VM.
+ * number of requests outstanding and resubmits on completion. Returns device time per VM;
+ * `arrivals` counts the requests submitted.
  */
-function saturate(policy: Policy, loads: Load[], seed: string, capacity = 4, horizonMs = 20_000) {
+function saturate(policy: Policy, loads: Load[], seed: string, capacity = 4, horizonMs = 30_000) {
   const clock = new VirtualClock();
   const rng = createRng(seed);
   const served = new Map<string, number>(loads.map((l) => [l.vm, 0]));
   const submit = (l: Load): void => {
     const cost = rng.exp(l.meanCost);
+    arrivals++;
     sched.submit(l.vm, cost, { cost });
   };
+  let arrivals = 0;
   const sched: ResourceScheduler<{ cost: number }> = new ResourceScheduler<{ cost: number }>({
     name: 'cpu',
     policy,
@@ -38,7 +41,7 @@ function saturate(policy: Policy, loads: Load[], seed: string, capacity = 4, hor
   for (const l of loads) sched.configureVm(l.vm, { weight: l.weight });
   for (const l of loads) for (let i = 0; i < l.outstanding; i++) submit(l);
   clock.runAll();
-  return served;
+  return Object.assign(served, { arrivals });
 }
 
 function jain(xs: number[]): number {
@@ -49,7 +52,7 @@ function jain(xs: number[]): number {
 const SEEDS = ['s1', 's2', 's3', 's4'];
 
 describe('ResourceScheduler (fair) in virtual time', () => {
-  it('gives equal-weight VMs equal shares of a saturated CPU (Jain ≥ 0.99), even when one floods it', () => {
+  it('gives equal-weight VMs equal shares of a saturated CPU (Jain ≥ 0.99), even when one floods it, over 4 seeds × 100k arrivals', () => {
     for (const seed of SEEDS) {
       const served = saturate(
         'fair',
@@ -60,12 +63,15 @@ describe('ResourceScheduler (fair) in virtual time', () => {
           { vm: 'noisy', weight: 100, outstanding: 64, meanCost: 5 },
         ],
         seed,
+        4,
+        40_000,
       );
+      expect(served.arrivals).toBeGreaterThanOrEqual(100_000);
       expect(jain([...served.values()])).toBeGreaterThanOrEqual(0.99);
     }
   });
 
-  it('gives weights 1:2:4 shares 1:2:4 within 5%', () => {
+  it('gives weights 1:2:4 shares 1:2:4 within 5% over 4 seeds × 100k arrivals', () => {
     for (const seed of SEEDS) {
       const served = saturate(
         'fair',
@@ -76,6 +82,7 @@ describe('ResourceScheduler (fair) in virtual time', () => {
         ],
         seed,
       );
+      expect(served.arrivals).toBeGreaterThanOrEqual(100_000);
       const total = [...served.values()].reduce((a, b) => a + b, 0);
       const expected = { w1: 1 / 7, w2: 2 / 7, w4: 4 / 7 };
       for (const [vm, share] of Object.entries(expected)) {
@@ -247,5 +254,163 @@ describe('ResourceScheduler rate limits in virtual time', () => {
     );
     // Half the time at 10%, half at 50%.
     expect(served.get('a')!.ms / 20_000).toBeCloseTo(0.3, 1);
+  });
+});
+
+describe('ResourceScheduler reservations in virtual time', () => {
+  interface Vm {
+    vm: string;
+    /** Jobs kept outstanding (0: the VM is idle). */
+    outstanding: number;
+    /** Its vCPUs: jobs on the device at once. */
+    limit: number;
+    weight?: number;
+    /** Cores reserved, and the cap, in cores. */
+    reservation?: number;
+    cap?: number;
+    /** When it starts submitting (simulated ms). */
+    from?: number;
+  }
+
+  /** Four cores; every VM resubmits on completion with exponential costs of mean 1 ms. Returns cores used. */
+  function cores(
+    policy: Policy,
+    vms: Vm[],
+    seed: string,
+    opts: { horizonMs?: number; meanCost?: Record<string, number>; midway?: (s: ResourceScheduler<null>) => void } = {},
+  ) {
+    const horizonMs = opts.horizonMs ?? 20_000;
+    const clock = new VirtualClock();
+    const rng = createRng(seed);
+    const served = new Map<string, number>(vms.map((v) => [v.vm, 0]));
+    const submit = (vm: string): void => sched.submit(vm, rng.exp(opts.meanCost?.[vm] ?? 1), null);
+    const sched: ResourceScheduler<null> = new ResourceScheduler<null>({
+      name: 'cpu',
+      policy,
+      capacity: 4,
+      clock,
+      dispatch: (job) => {
+        clock.at(clock.now() + job.cost, () => {
+          if (clock.now() <= horizonMs) served.set(job.vm, served.get(job.vm)! + job.cost);
+          sched.complete(job.vm);
+          if (clock.now() < horizonMs) submit(job.vm);
+        });
+      },
+    });
+    for (const v of vms) {
+      sched.configureVm(v.vm, {
+        weight: v.weight ?? 100,
+        limit: v.limit,
+        // As HostDevices sets them: buckets of 10 ms of their rate.
+        reservation: v.reservation ? { ratePerMs: v.reservation, burst: Math.max(1, v.reservation * 10) } : null,
+        cap: v.cap ? { ratePerMs: v.cap, burst: Math.max(1, v.cap * 10) } : null,
+      });
+    }
+    for (const v of vms) clock.at(v.from ?? 0, () => Array.from({ length: v.outstanding }, () => submit(v.vm)));
+    if (opts.midway) clock.at(horizonMs / 2, () => opts.midway!(sched));
+    clock.runAll();
+    return new Map([...served].map(([vm, ms]) => [vm, ms / horizonMs]));
+  }
+
+  const near = (x: number, want: number, tol: number) => expect(Math.abs(x - want) / want).toBeLessThan(tol);
+  const three = (reservation?: number, cap?: number): Vm[] => [
+    { vm: 'a', outstanding: 8, limit: 4, ...(reservation ? { reservation } : {}), ...(cap ? { cap } : {}) },
+    { vm: 'b', outstanding: 8, limit: 4 },
+    { vm: 'c', outstanding: 8, limit: 4 },
+  ];
+
+  it('gives a VM its 150% reservation among three saturating VMs of equal shares; the others split the rest', () => {
+    for (const seed of SEEDS) {
+      const c = cores('fair', three(1.5), seed);
+      // A floor, not a share on top: 1.5 cores (not 1.5 + 2.5/3), and 1.25 each for the others.
+      near(c.get('a')!, 1.5, 0.02);
+      expect(c.get('a')!).toBeGreaterThanOrEqual(1.5 * 0.98);
+      near(c.get('b')!, 1.25, 0.02);
+      near(c.get('c')!, 1.25, 0.02);
+      expect(jain([c.get('b')!, c.get('c')!])).toBeGreaterThanOrEqual(0.99);
+    }
+  });
+
+  it('changes nothing when the reservation is below what the shares give', () => {
+    for (const seed of SEEDS) {
+      const c = cores('fair', three(1), seed);
+      for (const vm of ['a', 'b', 'c']) near(c.get(vm)!, 4 / 3, 0.02);
+    }
+  });
+
+  it('costs the others nothing when the reserved VM does not use it (work-conserving)', () => {
+    for (const seed of SEEDS) {
+      // Idle: the two busy VMs keep all four cores.
+      const idle = cores('fair', [{ vm: 'a', outstanding: 0, limit: 4, reservation: 1.5 }, ...three().slice(1)], seed);
+      near(idle.get('b')! + idle.get('c')!, 4, 0.01);
+      // One vCPU, so less than its 1.5 reserved: the others get all it leaves, as without a reservation.
+      const light = (reservation?: number) =>
+        cores(
+          'fair',
+          [{ vm: 'a', outstanding: 1, limit: 1, ...(reservation ? { reservation } : {}) }, ...three().slice(1)],
+          seed,
+        );
+      const withRes = light(1.5);
+      const without = light();
+      const sum = (m: Map<string, number>) => [...m.values()].reduce((x, y) => x + y, 0);
+      expect(withRes.get('a')!).toBeLessThan(1);
+      near(sum(withRes), 4, 0.01);
+      for (const vm of ['a', 'b', 'c']) near(withRes.get(vm)!, without.get(vm)!, 0.02);
+      near(withRes.get('b')!, withRes.get('c')!, 0.02);
+    }
+  });
+
+  it('clips a reservation above the cap at the cap', () => {
+    for (const seed of SEEDS) {
+      const c = cores('fair', three(1.5, 1), seed);
+      near(c.get('a')!, 1, 0.02);
+      near(c.get('b')!, 1.5, 0.02);
+      near(c.get('c')!, 1.5, 0.02);
+    }
+  });
+
+  it('holds under fifo too: a reserved VM keeps its core against a flooding neighbour', () => {
+    for (const seed of SEEDS) {
+      const run = (reservation?: number) =>
+        cores(
+          'fifo',
+          [
+            { vm: 'victim', outstanding: 4, limit: 2, ...(reservation ? { reservation } : {}) },
+            { vm: 'noisy', outstanding: 64, limit: 64 },
+          ],
+          seed,
+          { meanCost: { noisy: 5 } },
+        );
+      expect(run().get('victim')!).toBeLessThan(0.5);
+      expect(run(1).get('victim')!).toBeGreaterThanOrEqual(0.98);
+    }
+  });
+
+  it('guarantees the reservation at once to a VM that ran above it on its shares until then', () => {
+    for (const seed of SEEDS) {
+      const c = cores(
+        'fair',
+        [
+          { vm: 'a', outstanding: 8, limit: 4, reservation: 1 },
+          { vm: 'b', outstanding: 8, limit: 4 },
+          { vm: 'greedy', outstanding: 16, limit: 4, weight: 1000, from: 10_000 },
+        ],
+        seed,
+      );
+      // Two cores on its shares for the first half; in the second its shares give it a third
+      // of a core, and the reservation one core: no debt from the first half carries over.
+      near(c.get('a')!, (2 + 1) / 2, 0.02);
+    }
+  });
+
+  it('does not make a VM pay its guaranteed time back when the reservation is lifted', () => {
+    for (const seed of SEEDS) {
+      const c = cores('fair', three(2.5), seed, {
+        midway: (s) => s.configureVm('a', { reservation: null }),
+      });
+      // Half the time at 2.5 cores, half at an equal third of four.
+      near(c.get('a')!, (2.5 + 4 / 3) / 2, 0.03);
+      near(c.get('b')!, c.get('c')!, 0.02);
+    }
   });
 });

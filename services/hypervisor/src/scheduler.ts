@@ -30,6 +30,12 @@ export interface FlowControls {
   limit?: number;
   /** Device time (ms per ms: 0.5 is half of one core or disk) — a CPU cap. */
   cap?: RateLimit | null;
+  /**
+   * Device time guaranteed to the VM (ms per ms: 1.5 is one and a half cores) — a CPU
+   * reservation. While the VM has reservation credit its requests go before those of VMs
+   * without; it is a floor, not an extra on top of its share (see the class comment).
+   */
+  reservation?: RateLimit | null;
   bytes?: RateLimit | null;
   ops?: RateLimit | null;
 }
@@ -44,6 +50,8 @@ interface Flow<T> {
   weight: number;
   limit: number;
   buckets: Buckets;
+  /** Reservation credit: fills at the reserved rate, every dispatch of the VM takes from it. */
+  reservation: TokenBucket | undefined;
   /** Held back by a rate limit since its last dispatch. */
   throttled: boolean;
   inFlight: number;
@@ -66,6 +74,18 @@ export interface SchedulerOptions<T> {
  * device only ever holds `capacity` jobs. `fifo` serves in arrival order (no isolation: a
  * noisy neighbour's backlog delays everyone); `fair` is start-time fair queueing by weight
  * (Goyal et al., 1996), which gives backlogged VMs device time in proportion to their shares.
+ *
+ * A reservation (VMware's CPU reservation) is a floor: a VM gets max(reservation, what its
+ * shares give it), and the shares divide what the reservations leave. A backlogged VM with
+ * reservation credit (a token bucket filled at the reserved rate, drained by every dispatch
+ * of the VM, reserved or not) goes first; among several, in the policy's order. Service it
+ * gets that way is charged to its start tags like any other, so a VM whose shares already
+ * give it more than its reservation runs out of credit and is served by plain SFQ (no share
+ * on top of the floor). A VM reserved above its share runs ahead of the others' tags; that
+ * lead is bounded (one credit burst), so it does not pay back its guaranteed time when the
+ * reservation goes or its neighbours go idle. Reserved dispatches out of the policy's order
+ * do not move the virtual time, which would charge newly busy VMs for them. Caps apply on
+ * top: a throttled VM is not eligible, reserved or not.
  */
 export class ResourceScheduler<T> {
   readonly name: string;
@@ -103,6 +123,7 @@ export class ResourceScheduler<T> {
         weight: 100,
         limit: Infinity,
         buckets: {},
+        reservation: undefined,
         throttled: false,
         inFlight: 0,
         lastFinish: 0,
@@ -132,6 +153,12 @@ export class ResourceScheduler<T> {
       if (l === undefined) continue;
       f.buckets[key] = l === null ? undefined : new TokenBucket(l.ratePerMs, l.burst, now);
     }
+    if (c.reservation !== undefined) {
+      // The floor forgets debt run up by service above the reservation: a VM that was busy on
+      // its shares alone gets its guarantee back within one burst's worth of time.
+      const r = c.reservation;
+      f.reservation = r === null ? undefined : new TokenBucket(r.ratePerMs, r.burst, now, -r.burst);
+    }
     this.pump();
   }
 
@@ -140,6 +167,7 @@ export class ResourceScheduler<T> {
     weight: number;
     limit: number;
     cap: RateLimit | null;
+    reservation: RateLimit | null;
     bytes: RateLimit | null;
     ops: RateLimit | null;
   } {
@@ -149,6 +177,7 @@ export class ResourceScheduler<T> {
       weight: f.weight,
       limit: f.limit,
       cap: rate(f.buckets.cap),
+      reservation: rate(f.reservation),
       bytes: rate(f.buckets.bytes),
       ops: rate(f.buckets.ops),
     };
@@ -197,6 +226,9 @@ export class ResourceScheduler<T> {
     while (this.running < this.capacity && this.queuedCount > 0) {
       let best: Flow<T> | undefined;
       let bestJob: Job<T> | undefined;
+      let bestReserved = false;
+      /** What the policy alone would pick. */
+      let plainJob: Job<T> | undefined;
       let throttledUntil = Infinity;
       for (const f of this.flows.values()) {
         if (f.head >= f.queue.length || f.inFlight >= f.limit) continue;
@@ -208,9 +240,12 @@ export class ResourceScheduler<T> {
         }
         if (f.throttled) this.rebase(f);
         const j = f.queue[f.head]!;
-        if (!bestJob || this.before(j, bestJob)) {
+        const reserved = f.reservation?.ready(now) ?? false;
+        if (!plainJob || this.before(j, plainJob)) plainJob = j;
+        if (!bestJob || (reserved && !bestReserved) || (reserved === bestReserved && this.before(j, bestJob))) {
           best = f;
           bestJob = j;
+          bestReserved = reserved;
         }
       }
       if (!best || !bestJob) {
@@ -226,7 +261,10 @@ export class ResourceScheduler<T> {
       this.queuedCount--;
       best.inFlight++;
       this.running++;
-      if (bestJob.start > this.virtualTime) this.virtualTime = bestJob.start;
+      const plain = bestJob === plainJob;
+      if (plain && bestJob.start > this.virtualTime) this.virtualTime = bestJob.start;
+      best.reservation?.take(bestJob.cost, now);
+      if (!plain) this.boundLead(best);
       best.buckets.cap?.take(bestJob.cost, now);
       best.buckets.bytes?.take(bestJob.bytes, now);
       best.buckets.ops?.take(1, now);
@@ -250,6 +288,24 @@ export class ResourceScheduler<T> {
       j.finish += shift;
     }
     f.lastFinish += shift;
+  }
+
+  /**
+   * A VM served by its reservation ahead of its share runs ahead of the virtual time; keep
+   * that lead within one credit burst, so it never owes the guaranteed time back.
+   */
+  private boundLead(f: Flow<T>): void {
+    if (!f.reservation) return;
+    const head = f.queue[f.head];
+    const next = head ? head.start : f.lastFinish;
+    const shift = next - (this.virtualTime + f.reservation.burst / f.weight);
+    if (shift <= 0) return;
+    for (let i = f.head; i < f.queue.length; i++) {
+      const j = f.queue[i]!;
+      j.start -= shift;
+      j.finish -= shift;
+    }
+    f.lastFinish -= shift;
   }
 
   /** When a flow's rate limits next let it dispatch. */

@@ -25,8 +25,16 @@ describe('TokenBucket', () => {
     expect(taken / 10_000).toBeCloseTo(0.5, 2);
   });
 
+  it('forgets debt below its floor', () => {
+    const b = new TokenBucket(1, 4, 0, -4);
+    b.take(100, 0);
+    expect(b.tokens(0)).toBe(-4);
+    expect(b.readyAt(0)).toBeCloseTo(4, 9);
+  });
+
   it('refuses nonsense rates', () => {
     expect(() => new TokenBucket(0, 1, 0)).toThrow(/rate/);
     expect(() => new TokenBucket(1, 0, 0)).toThrow(/burst/);
+    expect(() => new TokenBucket(1, 1, 0, 1)).toThrow(/floor/);
   });
 });

@@ -7,14 +7,18 @@
 export class TokenBucket {
   readonly ratePerMs: number;
   readonly burst: number;
+  /** The deepest debt the bucket keeps (−Infinity: all of it). */
+  readonly floor: number;
   private level: number;
   private at: number;
 
-  constructor(ratePerMs: number, burst: number, now: number) {
+  constructor(ratePerMs: number, burst: number, now: number, floor = -Infinity) {
     if (!(ratePerMs > 0)) throw new RangeError(`rate must be > 0, got ${ratePerMs}`);
     if (!(burst > 0)) throw new RangeError(`burst must be > 0, got ${burst}`);
+    if (!(floor <= 0)) throw new RangeError(`floor must be <= 0, got ${floor}`);
     this.ratePerMs = ratePerMs;
     this.burst = burst;
+    this.floor = floor;
     this.level = burst;
     this.at = now;
   }
@@ -44,6 +48,6 @@ export class TokenBucket {
 
   take(n: number, now: number): void {
     this.refill(now);
-    this.level -= n;
+    this.level = Math.max(this.floor, this.level - n);
   }
 }

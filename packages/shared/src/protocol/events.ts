@@ -2,8 +2,19 @@ import { z } from 'zod';
 import type { Namespace } from '../subjects.ts';
 import { token } from '../subjects.ts';
 import { VM_STATES } from './lifecycle-states.ts';
+import { STRESS_KINDS } from './guest-control.ts';
 
-/** Every VM state change, with why it happened. */
+/**
+ * What a VM event is about: a state change (also when absent, as older events are), its
+ * stressor, or its memory (ballooned, swapped, major faults, OOM kill).
+ */
+export const VM_EVENT_KINDS = ['state', 'stress', 'memory'] as const;
+export type VmEventKind = (typeof VM_EVENT_KINDS)[number];
+
+/**
+ * Every VM state change, with why it happened; and every stressor started or stopped
+ * (`kind: 'stress'`, `from` and `to` both the VM's state then).
+ */
 export const VmEvent = z.object({
   t: z.number(),
   host: z.string(),
@@ -12,6 +23,9 @@ export const VmEvent = z.object({
   to: z.enum(VM_STATES).nullable(),
   reason: z.string(),
   pid: z.number().int().nullable(),
+  kind: z.enum(VM_EVENT_KINDS).optional(),
+  /** Stress events: the stressor that runs from now on (null: none). */
+  stress: z.enum(STRESS_KINDS).nullable().optional(),
 });
 export type VmEvent = z.infer<typeof VmEvent>;
 

@@ -18,13 +18,35 @@ const common = {
   waitMs: z.number().min(0),
 };
 
-export const HwCpuOp = z.object({ ...common, cycles: z.number().int().min(0).max(1e12) });
+export const HwCpuOp = z.object({
+  ...common,
+  cycles: z.number().int().min(0).max(1e12),
+  /**
+   * What the burst costs more on a core that last ran another owner (`vm`): the world
+   * switch, priced by the hypervisor type. Absent: switches are free.
+   */
+  switchCycles: z.number().int().min(0).max(1e9).optional(),
+});
 export type HwCpuOp = z.infer<typeof HwCpuOp>;
 
 export const HwDiskOp = z.discriminatedUnion('op', [
   z.object({ ...common, op: z.literal('read'), offset: z.number().int().min(0), length: z.number().int().min(1) }),
   z.object({ ...common, op: z.literal('write'), offset: z.number().int().min(0), data: z.instanceof(Uint8Array) }),
   z.object({ ...common, op: z.literal('flush') }),
+  /**
+   * Swap traffic on the host's swap area: timed like a read (`in`) or a write (`out`) of
+   * `length` bytes, but no page bytes cross the bus and none land in the backing file.
+   */
+  z.object({
+    ...common,
+    op: z.literal('swap'),
+    dir: z.enum(['in', 'out']),
+    length: z
+      .number()
+      .int()
+      .min(1)
+      .max(64 * 1024 * 1024),
+  }),
 ]);
 export type HwDiskOp = z.infer<typeof HwDiskOp>;
 
@@ -111,6 +133,9 @@ export const DeviceUtil = z.object({
   utilization: z.number().min(0),
   ops: z.number().int().min(0),
   bytes: z.number().min(0),
+  /** CPU only, since start: bursts that found their core coming from another owner, and the cycles that cost. */
+  switches: z.number().int().min(0).optional(),
+  switchCycles: z.number().min(0).optional(),
 });
 export type DeviceUtil = z.infer<typeof DeviceUtil>;
 export const Utilization = z.object({
@@ -147,6 +172,17 @@ export const hardwareSubjects = {
   memFree: (ns: Namespace, host: string) => `${hw(ns, host)}.mem.free`,
   hello: (ns: Namespace, host: string) => `${hw(ns, host)}.hello`,
 };
+
+/**
+ * Where the host-agent answers one chain of the hypervisor's own swap I/O (`id`), which a
+ * guest's reply or CPU burst waits for.
+ */
+export function swapDoneSubject(ns: Namespace, hostId: string, id: number): string {
+  return `${ns}.hv.${token(hostId, 'host id')}.swap.${id}`;
+}
+export function anySwapDoneSubject(ns: Namespace, hostId: string): string {
+  return `${ns}.hv.${token(hostId, 'host id')}.swap.*`;
+}
 
 /**
  * Where the host-agent answers the hypervisor's own CPU work (host tasks): nobody waits

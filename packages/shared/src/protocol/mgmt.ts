@@ -140,6 +140,11 @@ export const HypervisorOverhead = z.object({
   description: z.string(),
   /** Cycles a guest's CPU burst carries for the VM exit and entry around it. */
   exitCycles: z.number(),
+  /**
+   * Cycles a CPU burst costs more on a core that last ran another guest (or the host side):
+   * the world switch between them, with the cache and TLB refill it causes.
+   */
+  switchCycles: z.number(),
   /** Cycles of VMM (and, for type 2, host OS) work per guest disk or network operation. */
   ioCycles: z.number(),
   /** The host side's own periodic tasks on the same cores: base + per running guest. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ErrorCode } from '@vmsim/shared';
+import { ErrorCode, VirtualClock, createRng } from '@vmsim/shared';
 import { CpuPackage } from './cpu.ts';
 import { NicLink } from './nic.ts';
 import { Ram } from './ram.ts';
@@ -18,11 +18,100 @@ describe('CpuPackage', () => {
     expect(() => cpu.finish(a.core, 2)).toThrow(/not busy/);
   });
 
+  it('keeps an owner on the core that last ran it and charges a switch to a core that ran another', () => {
+    const cpu = new CpuPackage({ sockets: 1, coresPerSocket: 2, mhz: 1000 });
+    const a = cpu.start(1_000_000, 0, 'A', 500)!;
+    const b = cpu.start(1_000_000, 0, 'B', 500)!;
+    expect([a.switched, b.switched]).toEqual([false, false]); // fresh cores hold nobody's state
+    cpu.finish(b.core, 1);
+    cpu.finish(a.core, 2); // B's core is now the one idle longest, yet A goes back to its own
+    const a2 = cpu.start(1_000_000, 3, 'A', 500)!;
+    expect(a2).toMatchObject({ core: a.core, switched: false, serviceMs: 1 });
+    const c = cpu.start(1_000_000, 3, 'C', 500)!;
+    expect(c.core).toBe(b.core);
+    expect(c.switched).toBe(true);
+    expect(c.serviceMs).toBeCloseTo(1.0005, 9); // 1 M cycles + 500 at 1 GHz
+    expect(c.doneAt).toBeCloseTo(4.0005, 9);
+    expect([cpu.switches, cpu.switchCycles, cpu.cycles]).toEqual([1, 500, 4_000_500]);
+  });
+
   it('measures utilization across cores', () => {
     const cpu = new CpuPackage({ sockets: 1, coresPerSocket: 2, mhz: 1000 });
     const s = cpu.start(1_000_000, 0)!; // one core for 1 ms
     cpu.finish(s.core, 1);
     expect(cpu.meter.takeUtilization(2)).toBeCloseTo(0.25, 9);
+  });
+});
+
+/**
+ * `owners` closed loops on 4 cores in virtual time: each runs a burst of 0.2-2 ms, then waits
+ * 0-1 ms (its I/O, its client) before the next; a burst that finds no free core waits in
+ * FIFO order, as the hypervisor's scheduler would hold it.
+ */
+function ownersOnCores(owners: number, seed: number, switchCycles = 50_000) {
+  const clock = new VirtualClock();
+  const rng = createRng(`cpu-affinity:${owners}:${seed}`);
+  const cpu = new CpuPackage({ sockets: 1, coresPerSocket: 4, mhz: 1000 });
+  const waiting: { owner: string; cycles: number }[] = [];
+  let work = 0;
+  const run = (owner: string, cycles: number) => {
+    const slot = cpu.start(cycles, clock.now(), owner, switchCycles);
+    if (!slot) {
+      waiting.push({ owner, cycles });
+      return;
+    }
+    clock.at(slot.doneAt, () => {
+      cpu.finish(slot.core, clock.now());
+      const next = waiting.shift();
+      if (next) run(next.owner, next.cycles);
+      if (clock.now() < 2_000) clock.at(clock.now() + rng.next(), () => submit(owner));
+    });
+  };
+  const submit = (owner: string) => {
+    const cycles = Math.round(200_000 + rng.next() * 1_800_000);
+    work += cycles;
+    run(owner, cycles);
+  };
+  for (let o = 0; o < owners; o++) clock.at(rng.next(), () => submit(`vm${o}`));
+  clock.runAll();
+  return { cpu, work };
+}
+
+describe('CpuPackage world switches', () => {
+  const seeds = [1, 2, 3, 4, 5];
+
+  it('runs as many owners as cores without a single switch, thanks to core affinity', () => {
+    for (const seed of seeds) {
+      for (const owners of [1, 3, 4]) {
+        const { cpu } = ownersOnCores(owners, seed);
+        expect(cpu.ops, `${owners} owners, seed ${seed}`).toBeGreaterThan(owners * 500);
+        expect(cpu.switches, `${owners} owners, seed ${seed}`).toBe(0);
+      }
+    }
+  });
+
+  it('switches on most bursts once owners outnumber the cores, and charges every switch', () => {
+    for (const seed of seeds) {
+      const share = (owners: number) => {
+        const { cpu, work } = ownersOnCores(owners, seed);
+        expect(cpu.switchCycles).toBe(cpu.switches * 50_000);
+        expect(cpu.cycles).toBe(work + cpu.switchCycles);
+        return cpu.switches / cpu.ops;
+      };
+      const [five, eight, sixteen] = [share(5), share(8), share(16)];
+      expect(five, `seed ${seed}`).toBeGreaterThan(0);
+      expect(eight, `seed ${seed}`).toBeGreaterThan(five);
+      expect(eight, `seed ${seed}`).toBeGreaterThan(0.5);
+      expect(sixteen, `seed ${seed}`).toBeGreaterThan(0.8);
+    }
+  });
+
+  it('costs the owners throughput in proportion to the switch price', () => {
+    for (const seed of seeds) {
+      const free = ownersOnCores(16, seed, 0).cpu.ops;
+      const costly = ownersOnCores(16, seed, 200_000).cpu.ops; // 0.2 ms per switch, ≈ 18% of a burst
+      expect(costly, `seed ${seed}`).toBeLessThan(free * 0.9);
+    }
   });
 });
 

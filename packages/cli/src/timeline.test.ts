@@ -1,0 +1,74 @@
+import { describe, expect, it } from 'vitest';
+import { VirtualClock, type StressKind } from '@vmsim/shared';
+import { startTimeline, type TimelineApi, type TimelineStep } from './timeline.ts';
+
+/** Records what the timeline asked for, when (simulated ms); `fail` makes a VM's calls fail. */
+function fakeApi(clock: VirtualClock, fail = new Set<string>()) {
+  const calls: string[] = [];
+  const api: TimelineApi = {
+    stress: (vm: string, kind: StressKind, durationMs: number | undefined) => {
+      calls.push(`${clock.now()} stress ${vm} ${kind} ${durationMs ?? '-'}`);
+      return fail.has(vm) ? Promise.reject(new Error(`VM ${vm} is stopped`)) : Promise.resolve();
+    },
+    unstress: (vm: string) => {
+      calls.push(`${clock.now()} unstress ${vm}`);
+      return Promise.resolve();
+    },
+  };
+  return { api, calls };
+}
+
+const settle = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+describe('scenario timeline', () => {
+  it('runs each step at its time into the load, reports a failing one, and stops leftover stressors at the end', async () => {
+    const clock = new VirtualClock();
+    clock.runUntil(500); // the load starts at 500
+    const { api, calls } = fakeApi(clock, new Set(['gone']));
+    const lines: string[] = [];
+    const steps: TimelineStep[] = [
+      { at: 1000, stress: { vm: 'a', kind: 'cpu', for: 2000 } },
+      { at: 1500, stress: { vm: 'b', kind: 'disk' } },
+      { at: 2000, stress: { vm: 'gone', kind: 'cpu' } },
+      { at: 2500, stress: { vm: 'c', kind: 'net-send' } },
+      { at: 3000, unstress: { vm: 'c' } },
+      { at: 9000, unstress: { vm: 'a' } },
+    ];
+    const t = startTimeline({ steps, clock, startMs: 500, durationMs: 5000, api, out: (l) => lines.push(l) });
+    clock.runUntil(5500);
+    await settle();
+    expect(calls).toEqual([
+      '1500 stress a cpu 2000',
+      '2000 stress b disk -',
+      '2500 stress gone cpu -',
+      '3000 stress c net-send -',
+      '3500 unstress c',
+    ]);
+    expect(t.outcomes.filter((o) => !o.ok).map((o) => [o.action, o.error])).toEqual([
+      ['unstress a', 'after the end of the load'],
+      ['stress gone cpu', 'VM gone is stopped'],
+    ]);
+    expect(lines.some((l) => l.includes('stress gone cpu FAILED: VM gone is stopped'))).toBe(true);
+    await t.stop();
+    // a's stressor ended by itself at 3500; b's runs until stopped; c was unstressed.
+    expect(calls.slice(5)).toEqual(['5500 unstress b']);
+  });
+
+  it('cancels steps still to come when stopped early', async () => {
+    const clock = new VirtualClock();
+    const { api, calls } = fakeApi(clock);
+    const t = startTimeline({
+      steps: [{ at: 4000, stress: { vm: 'a', kind: 'memory' } }],
+      clock,
+      startMs: 0,
+      durationMs: 5000,
+      api,
+      out: () => undefined,
+    });
+    clock.runUntil(1000);
+    await t.stop();
+    clock.runUntil(10_000);
+    await settle();
+    expect(calls).toEqual([]);
+  });
+});

@@ -1,0 +1,107 @@
+import type { Clock, StressKind, TimerHandle } from '@vmsim/shared';
+import { fmtMs } from './format.ts';
+import type { Scenario } from './scenario.ts';
+
+/** One timeline step of a scenario: at `at` simulated ms into the load, one action (the schema checks there is one). */
+export type TimelineStep = Scenario['timeline'][number];
+
+/** What the timeline asks of the hypervisor (the management API's stress and unstress). */
+export interface TimelineApi {
+  stress(vm: string, kind: StressKind, durationMs: number | undefined): Promise<unknown>;
+  unstress(vm: string): Promise<unknown>;
+}
+
+export interface TimelineOptions {
+  steps: readonly TimelineStep[];
+  clock: Clock;
+  /** Simulated time the load started at, on `clock`. */
+  startMs: number;
+  /** Simulated ms the load lasts: later steps never run. */
+  durationMs: number;
+  api: TimelineApi;
+  out: (line: string) => void;
+}
+
+/** What happened to one step. */
+export interface StepOutcome {
+  at: number;
+  action: string;
+  ok: boolean;
+  error?: string;
+}
+
+export interface RunningTimeline {
+  readonly outcomes: StepOutcome[];
+  /**
+   * Cancels the steps still to come, waits for those under way, and stops every stressor
+   * the timeline started that still runs, so an attached stack is not left stressed.
+   */
+  stop(): Promise<void>;
+}
+
+function describe(step: TimelineStep): string {
+  if (step.stress) {
+    const s = step.stress;
+    return `stress ${s.vm} ${s.kind}${s.for !== undefined ? ` for ${fmtMs(s.for)} ms` : ''}`;
+  }
+  return `unstress ${step.unstress?.vm}`;
+}
+
+/** Runs a scenario's timeline against the load's clock; a failing step is reported, not thrown. */
+export function startTimeline(o: TimelineOptions): RunningTimeline {
+  const outcomes: StepOutcome[] = [];
+  const timers = new Set<TimerHandle>();
+  const underWay = new Set<Promise<void>>();
+  /** VMs whose stressor the timeline started, with when it ends by itself (simulated ms; Infinity: never). */
+  const stressed = new Map<string, number>();
+  const run = async (step: TimelineStep): Promise<void> => {
+    const action = describe(step);
+    try {
+      if (step.stress) {
+        const { vm, kind } = step.stress;
+        const endsAt = step.stress.for !== undefined ? o.clock.now() + step.stress.for : Infinity;
+        await o.api.stress(vm, kind, step.stress.for);
+        stressed.set(vm, endsAt);
+      } else if (step.unstress) {
+        await o.api.unstress(step.unstress.vm);
+        stressed.delete(step.unstress.vm);
+      }
+      outcomes.push({ at: step.at, action, ok: true });
+      o.out(`  timeline ${fmtMs(step.at)} ms: ${action}`);
+    } catch (e) {
+      const error = (e as Error).message;
+      outcomes.push({ at: step.at, action, ok: false, error });
+      o.out(`  timeline ${fmtMs(step.at)} ms: ${action} FAILED: ${error}`);
+    }
+  };
+  for (const step of o.steps) {
+    if (step.at > o.durationMs) {
+      outcomes.push({ at: step.at, action: describe(step), ok: false, error: 'after the end of the load' });
+      o.out(`  timeline ${fmtMs(step.at)} ms: ${describe(step)} skipped: the load lasts ${fmtMs(o.durationMs)} ms`);
+      continue;
+    }
+    const timer = o.clock.at(o.startMs + step.at, () => {
+      timers.delete(timer);
+      const p = run(step).finally(() => underWay.delete(p));
+      underWay.add(p);
+    });
+    timers.add(timer);
+  }
+  return {
+    outcomes,
+    stop: async () => {
+      for (const t of timers) o.clock.cancel(t);
+      timers.clear();
+      await Promise.all([...underWay]);
+      const now = o.clock.now();
+      for (const [vm, endsAt] of stressed) {
+        if (endsAt <= now) continue;
+        await o.api.unstress(vm).then(
+          () => o.out(`  timeline: stopped the stressor of ${vm} at the end of the load`),
+          (e: unknown) => o.out(`  timeline: could not stop the stressor of ${vm}: ${(e as Error).message}`),
+        );
+      }
+      stressed.clear();
+    },
+  };
+}
