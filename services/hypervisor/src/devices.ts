@@ -28,6 +28,8 @@ interface InFlight {
   sched: ResourceScheduler<DeviceRequest>;
   vm: string;
   kind: string;
+  /** What the scheduler charged for it, returned at completion. */
+  cost: number;
   dispatchedWallMs: number;
 }
 
@@ -68,21 +70,29 @@ export class HostDevices {
     this.logger = opts.logger;
     this.events = opts.events;
     this.profile = profile;
-    const reg = (name: string, capacity: number): ResourceScheduler<DeviceRequest> => {
+    const reg = (name: string, capacity: number, fairDepthMs?: number): ResourceScheduler<DeviceRequest> => {
       const sched: ResourceScheduler<DeviceRequest> = new ResourceScheduler<DeviceRequest>({
         name,
         policy,
         capacity,
+        fairDepthMs,
         clock,
         dispatch: (job, waitMs) => this.dispatch(sched, job, waitMs),
       });
       return sched;
     };
     this.cpu = reg('cpu', profile.cpu.sockets * profile.cpu.coresPerSocket);
-    for (const d of profile.disks) this.disks.set(d.id, reg(`disk.${d.id}`, d.queueDepth));
+    // Serial devices keep a quarter of a ms of work outstanding under `fair` (twice the access
+    // latency when that is longer, so a drive's pipeline stays full): enough for full speed
+    // on small requests, while a neighbour's backlog waits in the fair queue, not the device's.
+    const depth = (latencyMs: number) => Math.max(0.25, 2 * latencyMs);
+    for (const d of profile.disks) this.disks.set(d.id, reg(`disk.${d.id}`, d.queueDepth, depth(d.latencyMs)));
     const nic = profile.nics[0]!;
     this.nicId = nic.id;
-    this.nic = { rx: reg(`nic.${nic.id}.rx`, nic.ring), tx: reg(`nic.${nic.id}.tx`, nic.ring) };
+    this.nic = {
+      rx: reg(`nic.${nic.id}.rx`, nic.ring, depth(nic.latencyMs)),
+      tx: reg(`nic.${nic.id}.tx`, nic.ring, depth(nic.latencyMs)),
+    };
     this.subjects = {
       cpu: hardwareSubjects.cpu(ns, host),
       disk: new Map(profile.disks.map((d) => [d.id, hardwareSubjects.disk(ns, host, d.id)])),
@@ -157,7 +167,7 @@ export class HostDevices {
 
   private dispatch(sched: ResourceScheduler<DeviceRequest>, job: Job<DeviceRequest>, waitMs: number): void {
     const t = this.nextTicket++;
-    this.inFlight.set(t, { sched, vm: job.vm, kind: job.payload.kind, dispatchedWallMs: Date.now() });
+    this.inFlight.set(t, { sched, vm: job.vm, kind: job.payload.kind, cost: job.cost, dispatchedWallMs: Date.now() });
     this.events.dispatched(job.vm, job.payload.kind, waitMs);
     const { body, frameAt } = job.payload;
     this.nc.publish(
@@ -172,7 +182,7 @@ export class HostDevices {
     if (!f) return;
     this.inFlight.delete(t);
     if (!ok) this.events.failed(f.vm, f.kind);
-    f.sched.complete(f.vm);
+    f.sched.complete(f.vm, f.cost);
   }
 
   /**
@@ -185,7 +195,7 @@ export class HostDevices {
     for (const [t, f] of this.inFlight) {
       if (f.dispatchedWallMs <= cutoff) {
         this.inFlight.delete(t);
-        f.sched.complete(f.vm);
+        f.sched.complete(f.vm, f.cost);
         n++;
       }
     }

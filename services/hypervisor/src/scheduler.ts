@@ -67,6 +67,14 @@ export interface SchedulerOptions<T> {
   capacity: number;
   clock: Clock;
   dispatch: (job: Job<T>, waitMs: number) => void;
+  /**
+   * Under `fair`, the device time (sum of the costs of jobs in flight, ms) past which no more
+   * is dispatched, for devices that serve one job at a time behind a deep queue (a disk, a
+   * NIC ring): what sits in the device's own queue is served in arrival order, so a deep
+   * one would let a neighbour's backlog in front of everyone whatever the hypervisor's
+   * order (as BFQ and mClock keep few requests outstanding). `fifo` fills the whole depth.
+   */
+  fairDepthMs?: number | undefined;
 }
 
 /**
@@ -91,6 +99,9 @@ export class ResourceScheduler<T> {
   readonly name: string;
   policy: Policy;
   readonly capacity: number;
+  private readonly fairDepthMs: number | undefined;
+  /** Device time of the jobs in flight (their costs). */
+  private outstandingCost = 0;
   private readonly clock: Clock;
   private readonly dispatchFn: (job: Job<T>, waitMs: number) => void;
   private readonly flows = new Map<string, Flow<T>>();
@@ -104,6 +115,7 @@ export class ResourceScheduler<T> {
     this.name = opts.name;
     this.policy = opts.policy;
     this.capacity = opts.capacity;
+    this.fairDepthMs = opts.fairDepthMs;
     this.clock = opts.clock;
     this.dispatchFn = opts.dispatch;
   }
@@ -200,13 +212,21 @@ export class ResourceScheduler<T> {
     this.pump();
   }
 
-  /** The device finished a job of `vm`: its slot is free again. */
-  complete(vm: string): void {
+  /** The device finished a job of `vm` (of `cost`, as submitted): its slot is free again. */
+  complete(vm: string, cost = 0): void {
     const f = this.flows.get(vm);
     if (!f || f.inFlight === 0) throw new Error(`${this.name}: no job of ${vm} in flight`);
     f.inFlight--;
     this.running--;
+    this.outstandingCost = this.running === 0 ? 0 : Math.max(0, this.outstandingCost - cost);
     this.pump();
+  }
+
+  /** Whether the device may take another job now. */
+  private hasRoom(): boolean {
+    if (this.running >= this.capacity) return false;
+    if (this.policy !== 'fair' || this.fairDepthMs === undefined || this.running === 0) return true;
+    return this.outstandingCost < this.fairDepthMs;
   }
 
   /** Forgets a VM's queued jobs (it crashed or was destroyed); returns them. In-flight ones still complete. */
@@ -223,7 +243,7 @@ export class ResourceScheduler<T> {
 
   private pump(): void {
     const now = this.clock.now();
-    while (this.running < this.capacity && this.queuedCount > 0) {
+    while (this.queuedCount > 0 && this.hasRoom()) {
       let best: Flow<T> | undefined;
       let bestJob: Job<T> | undefined;
       let bestReserved = false;
@@ -261,6 +281,7 @@ export class ResourceScheduler<T> {
       this.queuedCount--;
       best.inFlight++;
       this.running++;
+      this.outstandingCost += bestJob.cost;
       const plain = bestJob === plainJob;
       if (plain && bestJob.start > this.virtualTime) this.virtualTime = bestJob.start;
       best.reservation?.take(bestJob.cost, now);
