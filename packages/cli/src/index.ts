@@ -3,3 +3,6 @@ export { startNatsServer, findNatsServer, stopProcess, NATS_INSTALL_HELP, type S
 export { readContext, vmsimHome, type Context } from './context.ts';
 export { parseDuration } from './format.ts';
 export type { CompareRow } from './compare-types.ts';
+export type { IsolationRow } from './isolation.ts';
+export type { PolicyComparison } from './policies.ts';
+export type { Report } from './report.ts';

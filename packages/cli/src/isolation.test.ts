@@ -6,6 +6,8 @@ function m(good: number, bad: number, opts: { p99?: number; died?: boolean; badO
   return {
     perVm: { good1: vm(good), good2: vm(good), good3: vm(good), bad: vm(bad, opts.badOk ?? bad * 2) },
     misbehavingDied: opts.died ?? false,
+    clientLagMs: 0.1,
+    hypervisorLagMs: 2,
   };
 }
 

@@ -62,6 +62,13 @@ export interface Measurement {
   perVm: Record<string, { okPerS: number; p99Ms: number; ok: number; errors: number }>;
   /** The misbehaving VM crashed, was killed or restarted during the window. */
   misbehavingDied: boolean;
+  /**
+   * How late the load generator sent its requests (mean over VMs, simulated ms) and the
+   * hypervisor's p99 event-loop lag (wall ms): when this machine, not the model, is the
+   * bottleneck, they grow, and fewer requests go out whatever the isolation.
+   */
+  clientLagMs: number;
+  hypervisorLagMs: number;
 }
 
 export interface IsolationRow {
@@ -77,6 +84,9 @@ export interface IsolationRow {
   wellBehavedP99DegradationPct: number;
   baselineThroughputPerS: number;
   stressedThroughputPerS: number;
+  /** Median over runs of the stressed measurement's client send lag (simulated ms) and hypervisor lag (wall ms). */
+  clientLagMs: number;
+  hypervisorLagMs: number;
   runs: number;
 }
 
@@ -106,6 +116,8 @@ export function degradation(base: Measurement, stressed: Measurement) {
     wellBehavedP99DegradationPct: baselineP99 > 0 ? 100 * (stressedP99 / baselineP99 - 1) : 0,
     baselineThroughputPerS: mean(good.map((g) => g.b.okPerS)),
     stressedThroughputPerS: mean(good.map((g) => g.s.okPerS)),
+    clientLagMs: stressed.clientLagMs,
+    hypervisorLagMs: stressed.hypervisorLagMs,
   };
 }
 
@@ -132,6 +144,8 @@ export function summarize(
     wellBehavedP99DegradationPct: med((c) => c.wellBehavedP99DegradationPct),
     baselineThroughputPerS: med((c) => c.baselineThroughputPerS),
     stressedThroughputPerS: med((c) => c.stressedThroughputPerS),
+    clientLagMs: med((c) => c.clientLagMs),
+    hypervisorLagMs: med((c) => c.hypervisorLagMs),
     runs: cells.length,
   };
 }
@@ -178,23 +192,25 @@ export async function runIsolation(o: IsolationOptions): Promise<IsolationRow[]>
     await waitRunning(api, ALL_VMS, 180_000);
     out(`four VMs running (4 vCPUs, 32 GiB each on a 4-core, 32 GiB host); load: ${describeWorkload()}`);
     const rows: IsolationRow[] = [];
-    let seed = o.seed;
     for (const policy of o.policies) {
       await api.call('policy', { policy });
       const cells = new Map<StressKind, ReturnType<typeof degradation>[]>();
       for (let run = 1; run <= o.runs; run++) {
+        // Common random numbers: a run's baseline and stressed measurements replay the same
+        // users, think times and requests, so what differs between them is the stressor.
+        const seed = o.seed * 1000 + run;
         out(`${policy}: run ${run}/${o.runs}: baseline…`);
-        const base = await measure(nc, api, stack.ns, stack.host, o, seed++);
+        const base = await measure(nc, api, stack.ns, stack.host, o, seed);
         out(`  baseline: ${fmtRun(base)}`);
         for (const stress of o.stresses) {
           out(`${policy}: run ${run}/${o.runs}: ${stress} stress…`);
           await api.call('stress', { name: MISBEHAVING, kind: stress });
           await sleepSimulated(o.warmupMs, o.timeScale);
-          const stressed = await measure(nc, api, stack.ns, stack.host, o, seed++);
+          const stressed = await measure(nc, api, stack.ns, stack.host, o, seed);
           await resetMisbehaving(api);
           const d = degradation(base, stressed);
           out(
-            `  ${stress}: ${fmtRun(stressed)}; well-behaved −${d.wellBehavedDegradationPct.toFixed(1)}%, ` +
+            `  ${stress}: ${fmtRun(stressed)}; lag ${fmtMs(stressed.clientLagMs)}/${fmtMs(stressed.hypervisorLagMs)} ms; well-behaved −${d.wellBehavedDegradationPct.toFixed(1)}%, ` +
               `misbehaving ${d.misbehavingDegradationPct === null ? 'DNR' : `−${d.misbehavingDegradationPct.toFixed(1)}%`}`,
           );
           cells.set(stress, [...(cells.get(stress) ?? []), d]);
@@ -289,7 +305,9 @@ async function measure(
     timeoutMs,
     send: createBusSender(nc, namespace(ns), host, { timeoutMs: clock.toWall(timeoutMs) + 2_000 }),
   });
+  await api.call('ping', {}); // starts the hypervisor's lag window afresh
   const summary = await runner.run();
+  const hostAfter = await api.call('ping', {});
   const after = await api.call('info', { name: MISBEHAVING });
   const perVm: Measurement['perVm'] = {};
   for (const t of summary.targets as TargetSummary[]) {
@@ -297,6 +315,8 @@ async function measure(
   }
   return {
     perVm,
+    clientLagMs: mean(summary.targets.map((t) => t.dispatchLagMs.mean)),
+    hypervisorLagMs: hostAfter.lagMs,
     misbehavingDied:
       after.restarts !== before.restarts || after.state !== 'running' || after.memory.oomKills > before.memory.oomKills,
   };
@@ -319,6 +339,7 @@ export function printIsolation(rows: IsolationRow[], out: (line: string) => void
           'p99 STRESSED ms',
           'p99 CHANGE',
           'req/s BASE→STRESSED',
+          'LAG ms',
           'XEN 2007',
         ],
         rs.map((r) => [
@@ -329,6 +350,7 @@ export function printIsolation(rows: IsolationRow[], out: (line: string) => void
           fmtMs(r.stressedP99Ms),
           `${r.wellBehavedP99DegradationPct >= 0 ? '+' : ''}${r.wellBehavedP99DegradationPct.toFixed(0)}%`,
           `${r.baselineThroughputPerS.toFixed(0)}→${r.stressedThroughputPerS.toFixed(0)}`,
+          `${fmtMs(r.clientLagMs)}/${fmtMs(r.hypervisorLagMs)}`,
           `${PAPER_XEN_WORST_PCT[r.stress]}%`,
         ]),
       ),
@@ -337,6 +359,10 @@ export function printIsolation(rows: IsolationRow[], out: (line: string) => void
   out('');
   out(
     'WELL-BEHAVED and MISBEHAVING: throughput lost against the baseline (DNR: the misbehaving VM died or answered nothing).',
+  );
+  out(
+    "LAG ms: how late the load generator sent requests (mean, simulated ms) / the hypervisor's p99 event-loop lag " +
+      '(wall ms) while stressed: large values mean this machine, not the model, held the load back.',
   );
   out(
     'XEN 2007: the well-behaved VMs\' degradation Matthews et al. report for Xen ("at most 1.7%, in the disk test").',

@@ -147,7 +147,7 @@ export interface TargetSummary {
   integrity: { checked: number; failed: number };
   /** Requests meant per simulated second over the run window. */
   offeredPerS: number;
-  /** Ok replies per simulated second over the elapsed time. */
+  /** Ok replies per simulated second of the load window (replies finishing just after it included). */
   okPerS: number;
   /** Simulated ms of ok replies: from the intended send time (open) or the send (closed). */
   latencyMs: LatencySummary;
@@ -767,7 +767,9 @@ function targetSummary(t: TargetState, windowS: number, elapsedS: number): Targe
     bytesReceived: t.bytesReceived,
     integrity: { checked: t.checked, failed: t.failed },
     offeredPerS: windowS > 0 ? round3(t.arrivals / windowS) : 0,
-    okPerS: elapsedS > 0 ? round3(t.ok / elapsedS) : 0,
+    // Over the load window, not the whole run: one VM's straggler (a request waiting for its
+    // timeout after the window closed) must not dilute every other VM's figure.
+    okPerS: windowS > 0 ? round3(t.ok / windowS) : elapsedS > 0 ? round3(t.ok / elapsedS) : 0,
     latencyMs: {
       count: h.totalCount,
       p50: pct(50),

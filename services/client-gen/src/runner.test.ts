@@ -109,6 +109,28 @@ describe('closed model', () => {
     expect(series.every((p) => p.errors === 0)).toBe(true);
   });
 
+  it("one VM's straggler does not dilute another VM's throughput", async () => {
+    const clock = new SteppedClock();
+    // web2's last request hangs until its timeout, far past the end of the window.
+    const send: Send = (vm) =>
+      new Promise((resolve) =>
+        clock.at(clock.now() + (vm === 'web2' && clock.now() > 9_900 ? 60_000 : 10), () =>
+          resolve({ ok: true, status: 200, bytes: 1 }),
+        ),
+      );
+    const { summary } = await runWith(
+      {
+        targets: [closed({ users: 5, thinkMs: 0 }), closed({ vm: 'web2', users: 1, thinkMs: 0 })],
+        durationMs: 10_000,
+        timeoutMs: 30_000,
+        send,
+      },
+      clock,
+    );
+    expect(summary.elapsedMs).toBeGreaterThan(30_000);
+    expect(summary.targets[0]!.okPerS).toBe(500);
+  });
+
   it('a timed-out user moves on; its late reply is not an ok', async () => {
     const clock = new SteppedClock();
     // Every request takes 300 ms, past the 200 ms timeout.

@@ -10,10 +10,14 @@ import type { FullMachine } from './hypercalls.ts';
  * the bus is capped even where the simulated demand (a fork bomb's processes) is not.
  */
 export const STRESS_COSTS = {
-  /** One CPU burst: a scheduler quantum, about 1 ms of a 3 GHz core. */
-  burstCycles: 3_000_000,
-  /** CPU loops per vCPU: more than one, so every vCPU always has a burst waiting. */
-  cpuLoopsPerVcpu: 2,
+  /**
+   * One CPU burst: half a ms of a 2.8 GHz core. A hog never yields, but real schedulers
+   * preempt it for a waking vCPU within about a ms (Xen's boost, CFS wake-up preemption);
+   * the model's bursts are not preempted, so their length stands for that granularity.
+   */
+  burstCycles: 1_400_000,
+  /** CPU loops per vCPU: a run queue of many threads, so every vCPU always has bursts waiting. */
+  cpuLoopsPerVcpu: 8,
   maxCpuLoops: 64,
   /** The memory stressor touches memory in chunks this big, one loop per vCPU. */
   memChunkMiB: 64,

@@ -7,8 +7,8 @@ import { opFigures, type VmRecord } from './registry.ts';
 import type { Policy } from './scheduler.ts';
 
 const MiB = 1024 * 1024;
-/** Swap I/O goes to the disk in pieces of at most this, so other VMs' requests interleave. */
-const SWAP_CHUNK_MIB = 4;
+/** Swap I/O goes to the disk in pieces of at most this (a fault's read-around), so a VM sharing the device waits behind one piece at most. */
+const SWAP_CHUNK_BYTES = 1024 * 1024;
 /** Major faults are many and small: they are reported as one event per VM per period. */
 const FAULT_REPORT_MS = 1000;
 
@@ -63,8 +63,11 @@ export class GuestMemory {
   constructor(deps: GuestMemoryDeps) {
     this.d = deps;
     const hostMiB = deps.profile.memoryGiB * 1024;
-    // The fastest disk takes swap, sized for the overcommitted part of RAM (1 GiB at least).
-    const disk = [...deps.profile.disks].sort((a, b) => b.iops - a.iops)[0]!;
+    // Swap goes where the host keeps its own things: the disk VM disks reach last (virtual
+    // disks fill the disks in profile order), so a hog swapping under `fair` does not stand
+    // in front of its neighbours' disk requests; a one-disk host puts it on that disk.
+    // Sized for the overcommitted part of RAM (1 GiB at least).
+    const disk = deps.profile.disks[deps.profile.disks.length - 1]!;
     const want = Math.max(1024, Math.ceil(hostMiB * (deps.overcommit - 1))) * MiB;
     const ext = deps.allocator.allocateAtEnd(disk.id, want);
     this.swap = ext ? { disk: disk.id, offset: ext.pOffset, mib: ext.length / MiB } : undefined;
@@ -253,8 +256,8 @@ export class GuestMemory {
       ['in', inMiB],
       ['out', outMiB],
     ] as const) {
-      for (let left = mib; left > 0; left -= SWAP_CHUNK_MIB)
-        chunks.push({ dir, bytes: Math.min(SWAP_CHUNK_MIB, left) * MiB });
+      for (let left = mib * MiB; left > 0; left -= SWAP_CHUNK_BYTES)
+        chunks.push({ dir, bytes: Math.min(SWAP_CHUNK_BYTES, left) });
     }
     if (chunks.length === 0 || !this.swap) {
       done({ ok: true, waitMs: 0, serviceMs: 0 });
