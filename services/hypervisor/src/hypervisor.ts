@@ -736,7 +736,11 @@ export class Hypervisor {
     this.devices.cpu.submit(HOST_FLOW, this.devices.cpuCost(cycles), {
       subject: this.devices.subjects.cpu,
       kind: 'host',
-      body: { replyTo: hostWorkSubject(this.d.ns, this.d.host), cycles, switchCycles: this.hostWork.params.switchCycles },
+      body: {
+        replyTo: hostWorkSubject(this.d.ns, this.d.host),
+        cycles,
+        switchCycles: this.hostWork.params.switchCycles,
+      },
     });
   }
 
