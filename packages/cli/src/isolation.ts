@@ -208,10 +208,11 @@ export async function runIsolation(o: IsolationOptions): Promise<IsolationRow[]>
           await sleepSimulated(o.warmupMs, o.timeScale);
           const stressed = await measure(nc, api, stack.ns, stack.host, o, seed);
           await resetMisbehaving(api);
+          await rebootSwapped(api, out);
           const d = degradation(base, stressed);
           out(
-            `  ${stress}: ${fmtRun(stressed)}; lag ${fmtMs(stressed.clientLagMs)}/${fmtMs(stressed.hypervisorLagMs)} ms; well-behaved −${d.wellBehavedDegradationPct.toFixed(1)}%, ` +
-              `misbehaving ${d.misbehavingDegradationPct === null ? 'DNR' : `−${d.misbehavingDegradationPct.toFixed(1)}%`}`,
+            `  ${stress}: ${fmtRun(stressed)}; lag ${fmtMs(stressed.clientLagMs)}/${fmtMs(stressed.hypervisorLagMs)} ms; well-behaved ${signed(-d.wellBehavedDegradationPct)}, ` +
+              `misbehaving ${d.misbehavingDegradationPct === null ? 'DNR' : signed(-d.misbehavingDegradationPct)}`,
           );
           cells.set(stress, [...(cells.get(stress) ?? []), d]);
         }
@@ -223,6 +224,41 @@ export async function runIsolation(o: IsolationOptions): Promise<IsolationRow[]>
     await nc?.close();
     await stack.stop();
   }
+}
+
+/** Powers a VM off and on again; the start is retried while its old process still holds memory. */
+async function powerCycle(api: ManagementClient, name: string): Promise<void> {
+  await api.call('destroy', { name });
+  let last = '';
+  await waitFor(
+    async () => {
+      try {
+        await api.call('start', { name });
+        return true;
+      } catch (e) {
+        last = (e as Error).message;
+        return false;
+      }
+    },
+    60_000,
+    `VM ${name} to start again (last error: ${last || 'none'})`,
+    250,
+  );
+}
+
+const signed = (x: number) => `${x > 0 ? '+' : x < 0 ? '−' : ''}${Math.abs(x).toFixed(1)}%`;
+
+/**
+ * Pages a memory or fork bomb pushed to swap stay there until touched, so every later cell
+ * would measure VMs faulting them back in: a VM left with swapped memory is rebooted, and
+ * each cell starts from resident guests.
+ */
+async function rebootSwapped(api: ManagementClient, out: (line: string) => void): Promise<void> {
+  const swapped = (await api.call('list', {})).vms.filter((v) => ALL_VMS.includes(v.name) && v.memory.swappedMiB > 0);
+  if (swapped.length === 0) return;
+  out(`  rebooting ${swapped.map((v) => `${v.name} (${v.memory.swappedMiB} MiB on swap)`).join(', ')}`);
+  for (const v of swapped) await powerCycle(api, v.name);
+  await waitRunning(api, ALL_VMS, 180_000);
 }
 
 function describeWorkload(): string {
@@ -270,8 +306,7 @@ async function resetMisbehaving(api: ManagementClient): Promise<void> {
   if (info.state === 'running') {
     await api.call('unstress', { name: MISBEHAVING });
     if (info.memory.usedMiB > 2048 || info.stress === 'fork-bomb' || info.stress === 'memory') {
-      await api.call('destroy', { name: MISBEHAVING });
-      await api.call('start', { name: MISBEHAVING });
+      await powerCycle(api, MISBEHAVING);
     }
   }
   await waitRunning(api, [MISBEHAVING], 180_000);

@@ -32,7 +32,8 @@ const Spec = z.object({
 const Env = BaseEnv.extend({
   VMSIM_VM: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
   VMSIM_GUEST_SPEC: z.string(),
-  VMSIM_HYPERCALL_TIMEOUT_MS: z.coerce.number().int().min(100).default(30_000),
+  /** Wall ms; by default 3 simulated seconds, at least 30 s (see below). */
+  VMSIM_HYPERCALL_TIMEOUT_MS: z.coerce.number().int().min(100).optional(),
 });
 
 /** A guest VM's process: config → logger → connect (confined to its own subjects) → boot. */
@@ -53,7 +54,10 @@ async function main(): Promise<void> {
     token: cfg.NATS_TOKEN,
   });
   life.onStop('drain bus', () => nc.drain());
-  const machine = new HypercallClient(nc, hypercallSubject(ns, cfg.VMSIM_VM), cfg.VMSIM_HYPERCALL_TIMEOUT_MS);
+  // A hypercall waits in simulated time (16 guests booting on 4 cores queue their boot
+  // bursts for a simulated second or more): at a higher time scale it may wait longer.
+  const timeoutMs = cfg.VMSIM_HYPERCALL_TIMEOUT_MS ?? Math.max(30_000, 3_000 * cfg.VMSIM_TIME_SCALE);
+  const machine = new HypercallClient(nc, hypercallSubject(ns, cfg.VMSIM_VM), timeoutMs);
   const clock = new RealClock(cfg.VMSIM_TIME_SCALE);
   const os = OS_PROFILES[spec.os];
   const disk = spec.disks[0]!;
