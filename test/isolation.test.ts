@@ -18,7 +18,22 @@ describe('vmsim isolation', () => {
     const json = path.join(home, 'isolation.json');
     const r = spawnSync(
       process.execPath,
-      [CLI, 'isolation', '--policy', 'both', '--runs', '1', '--stress', 'net-send', '--duration', '1s', '--json', json],
+      [
+        CLI,
+        'isolation',
+        '--policy',
+        'both',
+        '--runs',
+        '1',
+        '--stress',
+        'net-send',
+        '--duration',
+        '1s',
+        '--time-scale',
+        '20',
+        '--json',
+        json,
+      ],
       { env: { PATH: process.env['PATH'] ?? '', HOME: home, VMSIM_HOME: home }, encoding: 'utf8', timeout: 420_000 },
     );
     expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0);
