@@ -74,11 +74,11 @@ describe('stressors', () => {
     expect(n.stress).toBe('cpu');
     expect(n.app['stress.running']).toBe(1);
     expect(n.app['stress.errors']).toBe(0);
-    // Two bursts per vCPU: its 4 vCPUs busy and as many waiting.
-    expect(n.app['stress.maxInFlight']).toBe(8);
+    // Eight bursts per vCPU: its 4 vCPUs busy and a deep run queue waiting.
+    expect(n.app['stress.maxInFlight']).toBe(32);
 
     const stressed = await web1CpuWaitPerCall('b');
-    // Each of web1's bursts queues behind the stressor's backlog of 1 ms bursts.
+    // Each of web1's bursts queues behind the stressor's backlog of 0.5 ms bursts.
     expect(stressed.waitPerCall).toBeGreaterThan(0.2);
     expect(stressed.waitPerCall).toBeGreaterThan(5 * quiet.waitPerCall);
     // Fair queueing puts web1's burst ahead of the backlog: it waits for the next free core only.

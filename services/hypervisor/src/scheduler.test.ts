@@ -147,8 +147,8 @@ function serialDevice(policy: Policy, seed: string, fairDepthMs: number | undefi
 describe('ResourceScheduler on a serial device with a deep queue', () => {
   it('under fair keeps little outstanding, so a neighbour backlog waits in the fair queue, not the device', () => {
     for (const seed of SEEDS) {
-      // One big job in service at most, plus the victim's own: ≈ half a big job's time on average.
-      expect(serialDevice('fair', seed, 0.25)).toBeLessThan(0.6);
+      // Two big jobs in the device at most, plus the victim's own.
+      expect(serialDevice('fair', seed, 0.25)).toBeLessThan(1.1);
       // Without the depth limit fair queueing orders only what the device has not taken yet.
       expect(serialDevice('fair', seed, undefined)).toBeGreaterThan(10);
       // fifo fills the device's whole queue (32 × 0.48 ms) in front of the victim.

@@ -225,7 +225,9 @@ export class ResourceScheduler<T> {
   /** Whether the device may take another job now. */
   private hasRoom(): boolean {
     if (this.running >= this.capacity) return false;
-    if (this.policy !== 'fair' || this.fairDepthMs === undefined || this.running === 0) return true;
+    // Two jobs at least: the next one is already in the device while the last one's
+    // completion travels back, so the device does not idle for a round trip of the bus.
+    if (this.policy !== 'fair' || this.fairDepthMs === undefined || this.running < 2) return true;
     return this.outstandingCost < this.fairDepthMs;
   }
 
