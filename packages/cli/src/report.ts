@@ -335,7 +335,7 @@ export function renderMarkdown(r: Report): string {
     '',
     `**Hypervisor cost model (${r.host.overhead.type}):** ${r.host.overhead.description}. Each guest CPU burst carries ` +
       `${r.host.overhead.exitCycles} cycles of VM exit and entry, and ${r.host.overhead.switchCycles} more when its core last ran ` +
-      `another guest or the host side (the world switch; with more guests than cores, nearly every burst pays it); ` +
+      `another guest or the host side (the world switch; with more guests than cores, many bursts pay it); ` +
       `each disk or network operation costs the host side ` +
       `${r.host.overhead.ioCycles} cycles; every ${r.host.overhead.hostTaskPeriodMs} ms the host runs ` +
       `${r.host.overhead.hostTaskBaseCycles} + ${r.host.overhead.hostTaskPerGuestCycles} × guests cycles of its own tasks on the ` +

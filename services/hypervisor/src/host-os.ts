@@ -20,13 +20,14 @@ export const HOST_FLOW_WEIGHT = 1_000_000;
  *
  * A core that turns from one guest (or the host side) to another pays a switch
  * (`switchCycles`, charged by the host-agent's cores, which remember whose burst they ran
- * last): with more guests than cores this happens on nearly every burst. A type-1 hypervisor
- * switches VMCS and vCPU registers in its own context, ≈ 1.5 µs with a little cache refill. A
- * type-2 one has the host kernel switch between two VMM processes: the kernel's scheduler, an
- * address-space switch, and the caches and TLB refilled behind it. Li, Ding & Shen
- * ("Quantifying the cost of context switch", ExpCS 2007) measured a direct cost of a few µs
- * for a process switch and an indirect, cache-refill cost from a few µs to far more as the
- * working set grows; we take ≈ 20 µs in all. Of-the-order figures, not a measurement.
+ * last): with more guests than cores it happens on a large share of the bursts. A type-1
+ * hypervisor switches VMCS and vCPU registers in its own context, ≈ 1.5 µs with a little
+ * cache refill. A type-2 one has the host kernel switch between two VMM processes: the
+ * kernel's scheduler, an address-space switch, and the caches and TLB refilled behind it.
+ * Li, Ding & Shen ("Quantifying the cost of context switch", ExpCS 2007) measured a direct
+ * cost of a few µs for a process switch and an indirect, cache-refill cost from a few µs to
+ * far more as the working set grows; we take ≈ 20 µs in all. Of-the-order figures, not a
+ * measurement.
  */
 export const OVERHEADS: Record<HypervisorOverhead['type'], HypervisorOverhead> = {
   type1: {
