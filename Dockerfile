@@ -43,9 +43,10 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY --from=deps /app/ ./
 COPY --from=build /out/ ./
-# Named volumes mounted on /data start out owned by node (docker copies the ownership);
-# `vmsim run` writes its reports under /app/reports (compose bind-mounts ./reports there).
-RUN mkdir -p /data /app/reports && chown node:node /data /app/reports \
+# Named volumes mounted on /data and /auth (the bus credentials) start out owned by node
+# (docker copies the ownership); `vmsim run` writes its reports under /app/reports (compose
+# bind-mounts ./reports there).
+RUN mkdir -p /data /auth /app/reports && chown node:node /data /auth /app/reports \
  && chmod 755 docker/*
 USER node
 # Signals go straight to node (exec form, no shell in between); compose adds `init: true`

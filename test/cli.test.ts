@@ -1,5 +1,8 @@
 import { spawnSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { connect } from '@nats-io/transport-node';
 import { afterAll, describe, expect, it } from 'vitest';
 import { tempHome } from './helpers/nats.ts';
 
@@ -57,6 +60,9 @@ describe('the vmsim command', () => {
     expect(up.code, up.err).toBe(0);
     expect(up.out).toMatch(/up: host host1, 4 cores/);
     expect(vmsim(home, ['up']).err).toMatch(/already up/);
+    // Its nats-server runs with auth on: the CLI finds its own creds in the context; nobody gets in without.
+    const ctx = JSON.parse(fs.readFileSync(path.join(home, 'context.json'), 'utf8')) as { natsUrl: string };
+    await expect(connect({ servers: ctx.natsUrl, reconnect: false })).rejects.toThrow(/authorization/i);
     expect(vmsim(home, ['vm', 'define', 'w1', '--memory', '512', '--disk', '0.25', '--os', 'bsd']).code).toBe(0);
     expect(vmsim(home, ['vm', 'define', 'w1']).err).toMatch(/VMSIM_ERR_VM_EXISTS/);
     const start = vmsim(home, ['vm', 'start', 'w1']);

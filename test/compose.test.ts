@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect } from '@nats-io/transport-node';
 import { waitFor } from '@vmsim/shared';
 import { dockerAnswers } from './helpers/nats.ts';
 
@@ -170,6 +171,10 @@ describe.skipIf(!dockerAnswers())('docker compose up', () => {
       const top = await ok(['top', 'hypervisor']);
       const guests = top.out.split('\n').filter((l) => l.includes('services/guest/'));
       expect(guests.length, top.out).toBe(vms.length);
+      // NATS runs with auth on: a client without credentials is refused.
+      await expect(connect({ servers: `127.0.0.1:${env['VMSIM_NATS_PORT']}`, reconnect: false })).rejects.toThrow(
+        /authorization/i,
+      );
     },
     SERVING_DEADLINE_MS + 30_000,
   );

@@ -12,13 +12,14 @@ import {
   call,
   decode,
   encode,
+  guestInboxPrefix,
   hardwareSubjects,
   namespace,
   waitFor,
   type NatsConnection,
 } from '@vmsim/shared';
 import { stopProcess } from '@vmsim/cli';
-import { connectTo, startTestNats, tempHome, testNamespace, type TestNats } from './helpers/nats.ts';
+import { connectTo, serviceCreds, startTestNats, tempHome, testNamespace, type TestNats } from './helpers/nats.ts';
 
 const HOST_AGENT = fileURLToPath(import.meta.resolve('@vmsim/host-agent/main'));
 
@@ -27,6 +28,7 @@ describe('host-agent over the bus', () => {
   let nats: TestNats;
   let nc: NatsConnection;
   let agent: ChildProcess;
+  let creds: Awaited<ReturnType<typeof serviceCreds>>;
   const ns = namespace(testNamespace());
   const home = tempHome();
   const replies = new Map<string, (data: Uint8Array) => void>();
@@ -42,7 +44,7 @@ describe('host-agent over the bus', () => {
         VMSIM_TIME_SCALE: '1',
         VMSIM_DATA_DIR: path.join(home, 'data'),
         LOG_LEVEL: 'warn',
-        ...(nats.auth ? { NATS_USER: nats.auth.user, NATS_PASS: nats.auth.pass } : {}),
+        NATS_CREDS: creds['host-agent'],
       },
       stdio: ['ignore', 'inherit', 'inherit'],
     });
@@ -65,7 +67,7 @@ describe('host-agent over the bus', () => {
   /** Dispatches one operation with a reply subject of ours, as the hypervisor would. */
   function op(subject: string, body: Record<string, unknown>): Promise<{ reply: HypercallReply; t: number }> {
     const t = ticket++;
-    const replyTo = `${ns}.test.reply.${t}`;
+    const replyTo = `${guestInboxPrefix(ns, 'v1')}.${t}`;
     return new Promise((resolve) => {
       replies.set(replyTo, (data) => resolve({ reply: decode(data, HypercallReply), t }));
       nc.publish(subject, encode({ t, vm: 'v1', replyTo, waitMs: 0, ...body }));
@@ -74,8 +76,10 @@ describe('host-agent over the bus', () => {
 
   beforeAll(async () => {
     nats = await startTestNats();
+    creds = await serviceCreds(nats, home, { ns, host: 'h1' });
     nc = await connectTo(nats);
-    nc.subscribe(`${ns}.test.reply.>`, {
+    // Replies go where the hypervisor sends a guest's: its inbox (the host-agent may publish nowhere else).
+    nc.subscribe(`${guestInboxPrefix(ns, 'v1')}.>`, {
       callback: (_e, m) => {
         replies.get(m.subject)?.(m.data);
         replies.delete(m.subject);

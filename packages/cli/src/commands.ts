@@ -19,6 +19,7 @@ import { isAlive, readContext, removeContext, requireContext, writeContext, type
 import { fmtMs, table } from './format.ts';
 import { stopPid } from './processes.ts';
 import { startStack } from './stack.ts';
+import { attachAuth } from './stack-auth.ts';
 
 /** Bad command-line input: exit code 2, before anything starts. */
 export class UsageError extends Error {}
@@ -56,6 +57,7 @@ export async function up(o: UpOptions, out: Out): Promise<Context> {
     pids: stack.pids,
     logs: stack.logs,
     timeScale: o.timeScale,
+    credsFile: stack.credsFile,
   };
   writeContext(o.home, ctx);
   const h = stack.hostInfo;
@@ -87,7 +89,15 @@ export async function withApi<T>(
   const ctx = requireContext(home);
   let nc: NatsConnection;
   try {
-    nc = await connect({ servers: ctx.natsUrl, name: 'vmsim-cli', timeout: 3000 });
+    // Long-running commands (events, load) ride out a NATS restart: reconnect for ever.
+    nc = await connect({
+      servers: ctx.natsUrl,
+      name: 'vmsim-cli',
+      timeout: 3000,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      ...attachAuth(ctx.credsFile),
+    });
   } catch (e) {
     throw new Error(
       `cannot reach the bus at ${ctx.natsUrl} (${(e as Error).message}); is the stack up? (\`vmsim up\` or \`docker compose up\`)`,
@@ -157,12 +167,14 @@ export function vmDetails(v: VmInfo): string {
     `name:        ${v.name} (${v.uuid})`,
     `state:       ${v.state} — ${v.reason}`,
     `guest:       ${v.definition.os} + ${v.definition.app}, pid ${v.pid ?? '-'}, restarts ${v.restarts}, boot ${fmtMs(v.bootMs)} ms (simulated)`,
+    ...(v.definition.ackBeforeFlush ? ['durability:  UNSAFE — the db acknowledges writes before flushing them'] : []),
     `resources:   ${v.definition.vcpus} vCPU, ${v.definition.memoryMiB} MiB, ${v.definition.diskGiB} GiB disk, shares ${v.definition.shares}`,
     `disk map:    ${v.disks[0]?.extents.map((e) => `${e.disk}@${e.pOffset}+${e.length}`).join(', ') ?? '-'}`,
     `heartbeat:   ${v.lastHeartbeatAgoMs === null ? '-' : `${v.lastHeartbeatAgoMs} ms ago`}, guest event-loop lag ${fmtMs(v.guestLagMs)} ms`,
     `network:     ${v.net.requests} requests, ${v.net.replies} replies, ${v.net.dropped} dropped, NIC wait ${fmtMs(v.net.waitMs)} ms`,
     `memory:      ${memCell(v)} MiB used/limit, ${v.memory.residentMiB} resident, ${v.memory.swappedMiB} swapped, ${v.memory.balloonMiB} ballooned, ${v.memory.majorFaults} major faults, ${v.memory.oomKills} OOM kills`,
     `stress:      ${v.stress ?? 'none'}${stressCell(v)}`,
+    `fault:       ${v.fault ? `${v.fault.kind}${v.fault.target ? ` ${v.fault.target}` : ''}${v.fault.delayMs !== undefined ? ` +${v.fault.delayMs} ms` : ''} since ${new Date(v.fault.since).toISOString()}${v.fault.until !== null ? ` until ${new Date(v.fault.until).toISOString()}` : ''}` : 'none'}; health ${v.health}; ${v.badMessages} bad messages; watchdog ${v.definition.watchdog.action}${v.definition.watchdog.timeoutMs !== undefined ? ` after ${v.definition.watchdog.timeoutMs} ms` : ''}`,
     `hypercalls:  ${v.hypercalls.total} total, ${v.hypercalls.rejected} rejected`,
     table(
       ['  OP', 'COUNT', 'ERRORS', 'WAIT ms (sum)', 'BYTES'],
@@ -274,7 +286,7 @@ export async function events(home: string, out: Out, signal: AbortSignal): Promi
         // Stress and memory events change no state: they show their kind instead.
         const what =
           e.kind && e.kind !== 'state'
-            ? `${e.kind.padEnd(9)}   ${String(e.kind === 'stress' ? (e.stress ?? '-') : '').padEnd(9)}`
+            ? `${e.kind.padEnd(9)}   ${String(e.kind === 'stress' ? (e.stress ?? '-') : e.fault ? `${e.fault.kind} ${e.fault.phase}` : (e.health ?? '')).padEnd(9)}`
             : `${String(e.from ?? '-').padEnd(9)} → ${String(e.to ?? '-').padEnd(9)}`;
         out(`${new Date(e.t).toISOString()}  ${e.vm.padEnd(12)} ${what} ${e.reason}`);
       } catch (err) {

@@ -18,6 +18,8 @@ export const Context = z.object({
   pids: z.object({ nats: z.number().int().nullable(), hostAgent: z.number().int(), hypervisor: z.number().int() }),
   logs: z.object({ nats: z.string().nullable(), hostAgent: z.string(), hypervisor: z.string() }),
   timeScale: z.number(),
+  /** The management API's bus creds (the stack's own); absent or null: NATS_CREDS, or no auth. */
+  credsFile: z.string().nullable().optional(),
 });
 export type Context = z.infer<typeof Context>;
 

@@ -174,7 +174,7 @@ export async function runIsolation(o: IsolationOptions): Promise<IsolationRow[]>
   out(`stack up (logs in ${path.dirname(stack.logs.hypervisor)})`);
   let nc: NatsConnection | undefined;
   try {
-    nc = await connect({ servers: stack.natsUrl, name: 'vmsim-isolation' });
+    nc = await connect({ servers: stack.natsUrl, name: 'vmsim-isolation', ...stack.auth });
     const api = new ManagementClient(nc, namespace(stack.ns), stack.host, 30_000);
     for (const name of ALL_VMS) {
       await api.call('define', {

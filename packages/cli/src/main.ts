@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { STRESS_KINDS, isVmsimError } from '@vmsim/shared';
+import { STRESS_KINDS, isVmsimError, type VmInfo } from '@vmsim/shared';
 import {
   UsageError,
   VM_HEADERS,
@@ -21,8 +21,11 @@ import { compareTypes, printComparison } from './compare-types.ts';
 import { parseStresses, printIsolation, runIsolation } from './isolation.ts';
 import { runScenarioPolicies } from './policies.ts';
 import { runScenario } from './run.ts';
+import { writeNatsAuth } from './stack-auth.ts';
 import { ScenarioError, loadScenario } from './scenario.ts';
 import { parseDuration, table } from './format.ts';
+import { checkStackFlags, checkTimeScale, checkTune, fraction, positive, vmName } from './input.ts';
+import { parseWatchdogFlags, runFaultCommand } from './faults.ts';
 
 const HELP = `vmsim — a simulated virtualized server host
 
@@ -31,9 +34,15 @@ Usage:
            [--time-scale N] [--overcommit R] [--ns NS] [--host ID]
                          start nats-server (unless NATS_URL is set), host-agent and hypervisor
   vmsim down             stop the stack (guests are powered off first)
+  vmsim nats-auth <dir> [--ns NS] [--host ID]
+                         write a NATS server auth config and each service's creds into <dir>
+                         (kept if already there), for a stack run elsewhere (docker compose)
   vmsim status           the host and its VMs
   vmsim vm define <name> [--app web] [--os linux|windows|bsd] [--vcpus N] [--memory MiB]
-                         [--disk GiB] [--shares N]
+                         [--disk GiB] [--shares N] [--watchdog reset|poweroff|pause|none]
+                         [--watchdog-timeout 3s]
+                         [--ack-before-flush]  db only, UNSAFE teaching toggle: acknowledge
+                         writes before flushing them (a power cut loses them; see README)
   vmsim vm start <name> [--no-wait]
   vmsim vm shutdown <name> [--timeout ms]     graceful (ACPI) shutdown
   vmsim vm destroy <name>                     forced power-off
@@ -42,6 +51,9 @@ Usage:
                          while the VM runs ('none' lifts a limit; rates per simulated second)
                          [--mem-limit MiB] [--memory MiB]  memory limit (a guest past it is
                          OOM-killed) and size (hot-plug up, balloon down) of a running VM
+                         [--watchdog reset|poweroff|pause|none] [--watchdog-timeout 3s]
+                         what the watchdog does when heartbeats stop, and after how long
+                         (wall time; default the hypervisor's VMSIM_WATCHDOG_MS, 10 s)
   vmsim vm pause|resume|undefine <name>
   vmsim vm list [--json]
   vmsim vm info <name> [--json]
@@ -52,7 +64,21 @@ Usage:
                          start one of the Isolation Benchmark Suite's stressors in a running
                          VM (replacing the one it runs), until stopped or for a simulated time
   vmsim stress <vm> stop stop it
-  vmsim events           follow VM state changes (and stressors started or stopped)
+  vmsim fault <vm> crash|kill|hang|pause|resume|slow|hog|leak|garbage|disconnect
+              [--for 5s] [--delay 5ms] [--target cpu|disk|net]
+                         inject a fault into a running VM: crash (the guest exits), kill
+                         (SIGKILL), hang (event loop blocked), pause/resume (SIGSTOP/SIGCONT
+                         behind the hypervisor's back), slow (+delay per hypercall, default 5ms),
+                         hog (a cpu, disk or net stressor), leak (memory grows until the limit),
+                         garbage (malformed messages on its subjects), disconnect (drops its bus
+                         connection); --for clears it after a simulated time
+  vmsim fault <vm> clear clear it now
+  vmsim fault host-agent restart|power-cut    a stack of \`vmsim up\`: restart the host-agent
+                         (power-cut: SIGKILL, unflushed writes in its disks' caches are lost)
+  vmsim fault hypervisor restart [--graceful] SIGKILL it and start it again: its guests live on
+                         and are re-adopted (--graceful: SIGTERM, guests powered off, rebooted)
+  vmsim fault nats restart                    the stack's nats-server, same port and store
+  vmsim events           follow VM state changes, stressors, faults, watchdog and health events
   vmsim compare-types [--guests 1,2,4,8,16] [--duration 2s] [--time-scale 40] [--report <dir>] [--json]
                          the same CPU-bound workload on a type-1 and a type-2 host, with more
                          and more guests: throughput and p99 for each
@@ -128,6 +154,7 @@ export async function run(argv: string[]): Promise<number> {
         disk: { type: 'string' },
         shares: { type: 'string' },
         'no-wait': { type: 'boolean' },
+        'ack-before-flush': { type: 'boolean' },
         timeout: { type: 'string' },
         rate: { type: 'string' },
         duration: { type: 'string' },
@@ -149,6 +176,11 @@ export async function run(argv: string[]): Promise<number> {
         runs: { type: 'string' },
         stress: { type: 'string' },
         warmup: { type: 'string' },
+        delay: { type: 'string' },
+        target: { type: 'string' },
+        watchdog: { type: 'string' },
+        'watchdog-timeout': { type: 'string' },
+        graceful: { type: 'boolean' },
       },
     });
   } catch (e) {
@@ -166,7 +198,7 @@ export async function run(argv: string[]): Promise<number> {
   switch (cmd) {
     case 'up':
       await up(
-        {
+        checkStackFlags({
           home,
           natsUrl: process.env['NATS_URL'],
           ns: v.ns ?? 'vmsim',
@@ -176,12 +208,20 @@ export async function run(argv: string[]): Promise<number> {
           hypervisorType: oneOf(v.hypervisor, 'hypervisor', ['type1', 'type2'] as const, 'type1'),
           timeScale: num(v['time-scale'], 'time-scale', 10),
           overcommit: num(v.overcommit, 'overcommit', 1),
-        },
+        }),
         out,
       );
       return 0;
     case 'down':
       await down(home, out);
+      return 0;
+    case 'nats-auth':
+      if (!sub) throw new UsageError('nats-auth needs a directory');
+      await writeNatsAuth(
+        sub,
+        { ns: v.ns ?? process.env['VMSIM_NS'] ?? 'vmsim', host: v.host ?? process.env['VMSIM_HOST'] ?? 'host1' },
+        out,
+      );
       return 0;
     case 'status':
       return withApi(home, async (api, _nc, ctx) => {
@@ -209,13 +249,13 @@ export async function run(argv: string[]): Promise<number> {
       const s = (await load(
         home,
         {
-          vms: sub.split(',').filter(Boolean),
-          ratePerS: num(v.rate, 'rate', 20),
-          durationMs: duration(v.duration, 'duration', 10_000),
+          vms: sub.split(',').filter(Boolean).map(vmName),
+          ratePerS: positive(num(v.rate, 'rate', 20), 'rate'),
+          durationMs: positive(duration(v.duration, 'duration', 10_000), 'duration'),
           arrival: oneOf(v.arrival, 'arrival', ['poisson', 'constant'] as const, 'poisson'),
-          postFraction: num(v.post, 'post', 0.1),
+          postFraction: fraction(num(v.post, 'post', 0.1), 'post'),
           seed: v.seed ?? '1',
-          timeoutMs: duration(v.timeout, 'timeout', 5_000),
+          timeoutMs: positive(duration(v.timeout, 'timeout', 5_000), 'timeout'),
         },
         out,
         v.json ?? false,
@@ -237,6 +277,7 @@ export async function run(argv: string[]): Promise<number> {
           return 0;
         });
       }
+      vmName(sub);
       const kind = STRESS_KINDS.find((k) => k === arg);
       if (!kind) throw new UsageError(`stress: "${arg}" is not one of ${STRESS_KINDS.join(', ')}, stop`);
       const forMs = v.for === undefined ? undefined : duration(v.for, 'for', 0);
@@ -253,6 +294,15 @@ export async function run(argv: string[]): Promise<number> {
         return 0;
       });
     }
+    case 'fault':
+      if (sub) vmName(sub);
+      return runFaultCommand(
+        home,
+        sub,
+        arg,
+        { for: v.for, delay: v.delay, target: v.target, graceful: v.graceful },
+        out,
+      );
     case 'isolation': {
       const policy = oneOf(v.policy, 'policy', ['fifo', 'fair', 'both'] as const, 'both');
       const runs = num(v.runs, 'runs', 3);
@@ -271,7 +321,7 @@ export async function run(argv: string[]): Promise<number> {
         durationMs: duration(v.duration, 'duration', 2_000),
         warmupMs: duration(v.warmup, 'warmup', 300),
         // The disk stressor moves real bytes: at 20 two real cores already shaped the disk row.
-        timeScale: num(v['time-scale'], 'time-scale', 40),
+        timeScale: checkTimeScale(num(v['time-scale'], 'time-scale', 40)),
         home: path.join(home, 'runs', `isolation-${stamp}`),
         natsUrl: process.env['NATS_URL'],
         seed: num(v.seed, 'seed', 1),
@@ -297,7 +347,7 @@ export async function run(argv: string[]): Promise<number> {
         // The round trip that hands a freed core its next burst takes ≈ 2 ms of wall time: at
         // time scale 20 that idled the cores ≈ 20% and hid much of what type 2 costs; at 40
         // they stay ≈ 90% busy, as a comparison on a saturated host needs.
-        timeScale: num(v['time-scale'], 'time-scale', 40),
+        timeScale: checkTimeScale(num(v['time-scale'], 'time-scale', 40)),
         reportDir: dir,
         out: v.json ? () => undefined : out,
         home: path.join(home, 'runs', `compare-types-${stamp}`),
@@ -322,16 +372,18 @@ export async function run(argv: string[]): Promise<number> {
         throw e;
       }
       if (v.duration !== undefined)
-        scenario = { ...scenario, duration: duration(v.duration, 'duration', scenario.duration) };
+        scenario = { ...scenario, duration: positive(duration(v.duration, 'duration', scenario.duration), 'duration') };
       if (v['time-scale'] !== undefined)
-        scenario = { ...scenario, timeScale: num(v['time-scale'], 'time-scale', scenario.timeScale) };
+        scenario = { ...scenario, timeScale: checkTimeScale(num(v['time-scale'], 'time-scale', scenario.timeScale)) };
       const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
       const runOptions = {
         scenario,
         reportDir: v.report ?? path.join('reports', `${scenario.name}-${stamp}`),
         home: path.join(home, 'runs', `${scenario.name}-${stamp}`),
         natsUrl: process.env['NATS_URL'],
-        attach: v.attach ? (({ natsUrl, ns, host }) => ({ natsUrl, ns, host }))(requireContext(home)) : undefined,
+        attach: v.attach
+          ? (({ natsUrl, ns, host, credsFile }) => ({ natsUrl, ns, host, credsFile }))(requireContext(home))
+          : undefined,
         out,
       };
       if (scenario.host.scheduler === 'both') {
@@ -382,8 +434,21 @@ async function vmCommand(
     }
     return out;
   };
+  const watchdogOf = (current?: VmInfo['definition']['watchdog']) => {
+    const w = parseWatchdogFlags(str('watchdog'), str('watchdog-timeout'), current);
+    return w ? { watchdog: w } : {};
+  };
   if (!sub || !ops.includes(sub)) throw new UsageError(`vm needs one of: ${[...ops, 'list'].join(', ')}`);
   if (!name) throw new UsageError(`vm ${sub} needs a VM name`);
+  vmName(name);
+  if (sub === 'tune') {
+    checkTune({
+      name,
+      ...(str('shares') ? { shares: num(str('shares'), 'shares', 100) } : {}),
+      ...(str('memory') ? { memoryMiB: num(str('memory'), 'memory', 1024) } : {}),
+      ...limits(),
+    });
+  }
   if (sub === 'define') {
     const def = parseDefinition({
       name,
@@ -394,11 +459,15 @@ async function vmCommand(
       ...(str('disk') ? { diskGiB: num(str('disk'), 'disk', 4) } : {}),
       ...(str('shares') ? { shares: num(str('shares'), 'shares', 100) } : {}),
       ...limits(),
+      ...watchdogOf(),
+      ...(v['ack-before-flush'] ? { ackBeforeFlush: true } : {}),
     });
+    if (def.ackBeforeFlush && def.app !== 'db') throw new UsageError('--ack-before-flush: only for --app db');
     return withApi(home, async (api) => {
       const info = await api.call('define', def);
       out(
-        `defined ${info.name}: ${info.definition.os}/${info.definition.app}, ${info.definition.vcpus} vCPU, ${info.definition.memoryMiB} MiB, ${info.definition.diskGiB} GiB`,
+        `defined ${info.name}: ${info.definition.os}/${info.definition.app}, ${info.definition.vcpus} vCPU, ${info.definition.memoryMiB} MiB, ${info.definition.diskGiB} GiB` +
+          (info.definition.ackBeforeFlush ? ' (UNSAFE: acknowledges writes before flushing them)' : ''),
       );
       return 0;
     });
@@ -429,17 +498,26 @@ async function vmCommand(
         return 0;
       }
       case 'tune': {
+        // Only a new timeout: keep the action it has (and the other way round).
+        const current =
+          str('watchdog') === undefined || str('watchdog-timeout') === undefined
+            ? str('watchdog') !== undefined || str('watchdog-timeout') !== undefined
+              ? (await api.call('info', { name })).definition.watchdog
+              : undefined
+            : undefined;
         const info = await api.call('tune', {
           name,
           ...(str('shares') ? { shares: num(str('shares'), 'shares', 100) } : {}),
           ...(str('memory') ? { memoryMiB: num(str('memory'), 'memory', 1024) } : {}),
           ...limits(),
+          ...watchdogOf(current),
         });
         const d = info.definition;
         out(
           `${name}: shares ${d.shares}, cpu cap ${d.cpuCapPct ?? 'none'}%, cpu reservation ${d.cpuReservationPct ? `${d.cpuReservationPct}%` : 'none'}, disk ${d.diskBytesPerS ?? '-'} B/s ${d.diskOpsPerS ?? '-'} IOPS, ` +
             `net ${d.netBytesPerS ?? '-'} B/s ${d.netOpsPerS ?? '-'} pkt/s, ` +
-            `memory ${d.memoryMiB} MiB (limit ${d.memLimitMiB ?? 'none'}); ${info.state}${info.state === 'running' ? '' : ` — ${info.reason}`}`,
+            `memory ${d.memoryMiB} MiB (limit ${d.memLimitMiB ?? 'none'}), ` +
+            `watchdog ${d.watchdog.action} after ${d.watchdog.timeoutMs !== undefined ? `${d.watchdog.timeoutMs} ms` : 'the default'}; ${info.state}${info.state === 'running' ? '' : ` — ${info.reason}`}`,
         );
         return 0;
       }

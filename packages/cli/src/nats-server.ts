@@ -55,16 +55,21 @@ export async function startNatsServer(opts: {
   detached?: boolean;
   timeoutMs?: number;
   extraArgs?: string[];
+  /** A fixed port (a restart on the port the clients know); its log is appended to, not truncated. */
+  port?: number;
 }): Promise<StartedNats> {
   const bin = findNatsServer();
   fs.mkdirSync(opts.storeDir, { recursive: true });
   fs.mkdirSync(path.dirname(opts.logFile), { recursive: true });
-  fs.writeFileSync(opts.logFile, '');
+  if (opts.port === undefined) fs.writeFileSync(opts.logFile, '');
+  else fs.appendFileSync(opts.logFile, '');
+  // Only what this server writes counts when looking for its port.
+  const logFrom = fs.statSync(opts.logFile).size;
   const args = [
     '-a',
     '127.0.0.1',
     '-p',
-    '-1',
+    String(opts.port ?? -1),
     '-js',
     '-sd',
     opts.storeDir,
@@ -79,7 +84,7 @@ export async function startNatsServer(opts: {
   const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
   let port: number | undefined;
   while (port === undefined) {
-    const text = fs.readFileSync(opts.logFile, 'utf8');
+    const text = fs.readFileSync(opts.logFile).subarray(logFrom).toString('utf8');
     const m = /Listening for client connections on [^\s]*:(\d+)/.exec(text);
     if (m) port = Number(m[1]);
     else if (exited) throw new VmsimError(ErrorCode.CONFIG, `nats-server ${exited}: ${text.slice(-500)}`);

@@ -59,6 +59,8 @@ function vm(name: string, app: 'web' | 'db', hypercalls: number): VmInfo {
       crashPolicy: 'restart',
       maxRestarts: 3,
       restartWindowMs: 600000,
+      ackBeforeFlush: false,
+      watchdog: { action: 'reset' },
     },
     state: 'running',
     reason: 'booted',
@@ -88,6 +90,9 @@ function vm(name: string, app: 'web' | 'db', hypercalls: number): VmInfo {
       oomKills: 0,
     },
     stress: null,
+    fault: null,
+    health: 'ok',
+    badMessages: 0,
   };
 }
 

@@ -1,6 +1,8 @@
 import type { HostInfo, HypervisorOverhead, VmInfo } from '@vmsim/shared';
 import type { SeriesPoint } from '@vmsim/client-gen';
 import type { Scenario } from './scenario.ts';
+import { durabilityHeld, renderDurability, type DurabilityFigures } from './durability-check.ts';
+import { faultSlos, renderFaults, type FaultOutcome } from './chaos.ts';
 
 /** What the load generator measured for one VM (a subset of client-gen's target summary). */
 export interface MeasuredTarget {
@@ -19,10 +21,14 @@ export interface MeasuredTarget {
 
 export interface SloResult {
   vm: string;
-  metric: 'p99Ms' | 'errorRate';
+  /** lostWrites: acknowledged writes of the durability check not read back intact (must be 0). */
+  metric: 'p99Ms' | 'errorRate' | 'lostWrites' | 'mttdMs' | 'mttrMs' | 'faultWindowP99Ms' | 'faultWindowErrorRate';
   threshold: number;
+  /** -1 for a detection or recovery that never came. */
   actual: number;
   pass: boolean;
+  /** Fault SLOs: the fault the row is about ("kill web1 at 3000 ms"). */
+  fault?: string;
 }
 
 export interface VmReport {
@@ -55,6 +61,8 @@ export interface VmReport {
   appFigures: Record<string, number>;
   /** Latency and throughput window by window, as the clients saw them. */
   series: SeriesPoint[];
+  /** The durability check's outcome, when the scenario asked for it on this (db) VM. */
+  durability?: DurabilityFigures;
 }
 
 export interface RealCpu {
@@ -101,6 +109,8 @@ export interface Report {
   realCpu: RealCpu;
   /** The scenario's timeline steps as they ran (simulated ms since the load started). */
   timeline: TimelineOutcome[];
+  /** Each fault the timeline injected: detection (MTTD), recovery (MTTR), the other VMs meanwhile. */
+  faults: FaultOutcome[];
 }
 
 /** What one timeline step did. */
@@ -109,6 +119,9 @@ export interface TimelineOutcome {
   action: string;
   ok: boolean;
   error?: string;
+  step?: number;
+  startedMs?: number;
+  doneMs?: number;
 }
 
 const round = (x: number, d = 3) => Math.round(x * 10 ** d) / 10 ** d;
@@ -129,6 +142,9 @@ export function buildReport(input: {
   fidelity: Fidelity;
   realCpu: RealCpu;
   timeline?: TimelineOutcome[] | undefined;
+  /** Durability checks by VM name. */
+  durability?: ReadonlyMap<string, DurabilityFigures> | undefined;
+  faults?: FaultOutcome[] | undefined;
 }): Report {
   const { scenario: s, hostInfo: h } = input;
   const vms: VmReport[] = input.after.map((a) => {
@@ -168,6 +184,7 @@ export function buildReport(input: {
       load: t ? { model: t.model } : null,
       appFigures: a.app,
       series: t?.series ?? [],
+      ...(input.durability?.has(a.name) ? { durability: input.durability.get(a.name)! } : {}),
     };
   });
   const slo: SloResult[] = [];
@@ -194,6 +211,18 @@ export function buildReport(input: {
       });
     }
   }
+  for (const vm of vms) {
+    if (!vm.durability) continue;
+    slo.push({
+      vm: vm.name,
+      metric: 'lostWrites',
+      threshold: 0,
+      actual: vm.durability.lost,
+      // Corrupt or unread keys fail it too: nothing shows they were kept.
+      pass: durabilityHeld(vm.durability),
+    });
+  }
+  slo.push(...faultSlos(input.faults ?? [], s.slo));
   return {
     scenario: s.name,
     description: s.description,
@@ -219,6 +248,7 @@ export function buildReport(input: {
     fidelity: input.fidelity,
     realCpu: input.realCpu,
     timeline: input.timeline ?? [],
+    faults: input.faults ?? [],
   };
 }
 
@@ -381,10 +411,17 @@ export function renderMarkdown(r: Report): string {
   else {
     L.push('| VM | objective | threshold | measured | |', '| --- | --- | ---: | ---: | --- |');
     for (const s of r.slo) {
-      const what = s.metric === 'p99Ms' ? 'p99 latency (ms)' : 'error rate';
+      const what =
+        s.metric === 'p99Ms'
+          ? 'p99 latency (ms)'
+          : s.metric === 'lostWrites'
+            ? 'acknowledged writes lost'
+            : 'error rate';
       L.push(`| ${s.vm} | ${what} | ${s.threshold} | ${s.actual} | ${s.pass ? 'held' : '**missed**'} |`);
     }
   }
+  L.push(...renderDurability(r.vms));
+  L.push(...renderFaults(r.faults));
   L.push('', '## Fidelity', '');
   L.push(
     `The worst event-loop lag seen was ${r.fidelity.maxEventLoopLagMs} ms (wall) — ` +

@@ -7,14 +7,19 @@ import {
   ManagementClient,
   RandomStreams,
   RealClock,
+  ServiceEvent,
   Utilization,
+  VmEvent,
+  anyEventSubject,
   call,
+  decode,
   hardwareSubjects,
   namespace,
   type NatsConnection,
   type VmInfo,
 } from '@vmsim/shared';
-import { LoadRunner, createBusSender, type LoadTarget } from '@vmsim/client-gen';
+import { LoadRunner, createBusSender, type LoadTarget, type Send } from '@vmsim/client-gen';
+import { analyseFaults, describeFault, faultsFromTimeline, type ChaosEvent, type RequestOutcome } from './chaos.ts';
 import { fmtMs, table } from './format.ts';
 import {
   assessFidelity,
@@ -24,9 +29,11 @@ import {
   type RealCpu,
   type Report,
 } from './report.ts';
-import type { Scenario } from './scenario.ts';
-import { startStack } from './stack.ts';
+import type { InfraStep, Scenario } from './scenario.ts';
+import { startStack, type Stack } from './stack.ts';
+import { attachAuth } from './stack-auth.ts';
 import { startTimeline } from './timeline.ts';
+import { startDurabilityChecks, type DurabilityChecks } from './durability-check.ts';
 
 export interface RunOptions {
   scenario: Scenario;
@@ -40,7 +47,7 @@ export interface RunOptions {
    * Run on a stack that is already up (docker compose, `vmsim up`) instead of starting one:
    * its VMs are defined there (or reused when already defined) and left running afterwards.
    */
-  attach?: { natsUrl: string; ns: string; host: string } | undefined;
+  attach?: { natsUrl: string; ns: string; host: string; credsFile?: string | null | undefined } | undefined;
   out: (line: string) => void;
 }
 
@@ -88,6 +95,7 @@ export async function runScenario(o: RunOptions): Promise<Report> {
   if (stack) out(`stack up: bus ${stack.natsUrl}, logs in ${path.dirname(stack.logs.hypervisor)}`);
   else out(`attached to the stack on ${where.natsUrl} (namespace ${ns}, host ${host})`);
   let nc: NatsConnection | undefined;
+  let durabilityChecks: DurabilityChecks | undefined;
   const lag = new LagMonitor();
   try {
     nc = await connect({
@@ -95,6 +103,8 @@ export async function runScenario(o: RunOptions): Promise<Report> {
       name: 'vmsim-run',
       waitOnFirstConnect: true,
       maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      ...(stack ? stack.auth : attachAuth(o.attach?.credsFile)),
     });
     const api = new ManagementClient(nc, namespace(ns), host, 30_000);
     const hostAtStart = await waitForHypervisor(api);
@@ -115,6 +125,10 @@ export async function runScenario(o: RunOptions): Promise<Report> {
         diskGiB: vm.diskGiB,
         shares: vm.shares,
         crashPolicy: vm.crashPolicy,
+        ackBeforeFlush: vm.ackBeforeFlush,
+        ...(vm.maxRestarts !== undefined ? { maxRestarts: vm.maxRestarts } : {}),
+        ...(vm.restartWindowMs !== undefined ? { restartWindowMs: vm.restartWindowMs } : {}),
+        ...(vm.watchdog !== undefined ? { watchdog: vm.watchdog } : {}),
         cpuCapPct: vm.cpuCapPct,
         cpuReservationPct: vm.cpuReservationPct,
         memLimitMiB: vm.memLimitMiB,
@@ -158,6 +172,10 @@ export async function runScenario(o: RunOptions): Promise<Report> {
     lag.sample();
 
     const clock = new RealClock(hostAtStart.timeScale);
+    // A chaos run keeps every request's outcome and every event, to time detection and recovery.
+    const chaos = s.timeline.some((st) => st.fault !== undefined || st.infra !== undefined)
+      ? startChaosRecorder(nc, ns, clock, hostAtStart.timeScale)
+      : undefined;
     const targets: LoadTarget[] = s.load.map((l) => {
       const app = s.vms.find((v) => v.name === l.vm)!.app;
       return l.model === 'closed'
@@ -180,7 +198,7 @@ export async function runScenario(o: RunOptions): Promise<Report> {
             ...(l.paths ? { paths: l.paths } : {}),
           };
     });
-    const timeoutMs = 10_000;
+    const timeoutMs = s.clientTimeout;
     const runner = new LoadRunner({
       clock,
       streams: new RandomStreams(s.seed),
@@ -188,6 +206,15 @@ export async function runScenario(o: RunOptions): Promise<Report> {
       durationMs: s.duration,
       timeoutMs,
       seriesWindowMs: seriesWindowFor(s.duration),
+      send: chaos
+        ? chaos.wrap(createBusSender(nc, namespace(ns), host, { timeoutMs: clock.toWall(timeoutMs) + 2_000 }))
+        : createBusSender(nc, namespace(ns), host, { timeoutMs: clock.toWall(timeoutMs) + 2_000 }),
+    });
+    // Durability writers run beside the load, on keys of their own, until the load ends.
+    durabilityChecks = startDurabilityChecks({
+      scenario: s,
+      runId: startedAt.getTime().toString(36),
+      clock,
       send: createBusSender(nc, namespace(ns), host, { timeoutMs: clock.toWall(timeoutMs) + 2_000 }),
     });
     const lagBySvc: Record<string, number> = {};
@@ -217,6 +244,7 @@ export async function runScenario(o: RunOptions): Promise<Report> {
     }, 2000);
     let summary;
     // The timeline counts from the load's start, on the same clock.
+    chaos?.start();
     const timeline = startTimeline({
       steps: s.timeline,
       clock,
@@ -226,6 +254,9 @@ export async function runScenario(o: RunOptions): Promise<Report> {
         stress: (name, kind, durationMs) =>
           api.call('stress', { name, kind, ...(durationMs !== undefined ? { durationMs } : {}) }),
         unstress: (name) => api.call('unstress', { name }),
+        fault: (name, spec) => api.call('fault', { name, ...spec }),
+        unfault: (name) => api.call('unfault', { name }),
+        infra: stack ? (step: InfraStep) => infraFault(stack, step) : undefined,
       },
       out,
     });
@@ -235,6 +266,9 @@ export async function runScenario(o: RunOptions): Promise<Report> {
       clearInterval(progress);
       await timeline.stop();
     }
+    // No new durability keys once the load is over; their read-back comes after the figures.
+    durabilityChecks.stop();
+    chaos?.stop();
     const wallSeconds = (performance.now() - wallStart) / 1000;
     const after = (await api.call('list', {})).vms;
     const hostInfo = await api.call('ping', {});
@@ -266,6 +300,9 @@ export async function runScenario(o: RunOptions): Promise<Report> {
       latencyMs: t.latencyMs,
       series: t.series,
     }));
+    if (durabilityChecks.vms.length > 0)
+      out(`durability: reading back the keys written to ${durabilityChecks.vms.join(', ')}`);
+    const durability = await durabilityChecks.finish((vm) => serving(api, vm));
     const report = buildReport({
       scenario: s,
       startedAt,
@@ -277,6 +314,16 @@ export async function runScenario(o: RunOptions): Promise<Report> {
       fidelity: assessFidelity(lagBySvc, s.timeScale, measured),
       realCpu,
       timeline: timeline.outcomes,
+      faults: chaos
+        ? analyseFaults({
+            faults: faultsFromTimeline(s.timeline, timeline.outcomes),
+            events: chaos.events,
+            requests: chaos.requests,
+            endMs: s.duration,
+            loadedVms: s.load.map((l) => l.vm),
+          })
+        : undefined,
+      durability,
     });
     fs.mkdirSync(o.reportDir, { recursive: true });
     fs.writeFileSync(path.join(o.reportDir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
@@ -285,10 +332,86 @@ export async function runScenario(o: RunOptions): Promise<Report> {
     out(`report: ${path.join(o.reportDir, 'report.md')} and report.json`);
     return report;
   } finally {
+    durabilityChecks?.abort();
     lag.stop();
     await nc?.close();
     await stack?.stop();
   }
+}
+
+function infraFault(stack: Stack, step: InfraStep): Promise<unknown> {
+  switch (step) {
+    case 'host-agent-restart':
+      return stack.restartHostAgent();
+    case 'host-agent-power-cut':
+      return stack.powerCutHostAgent();
+    case 'hypervisor-restart':
+      return stack.restartHypervisor();
+    case 'hypervisor-graceful-restart':
+      return stack.restartHypervisor({ graceful: true });
+    case 'nats-restart':
+      return stack.restartNats();
+  }
+}
+
+/**
+ * Records, on the load's simulated clock, every client request's outcome and every VM and
+ * service event, from `start()` (the load's start) on.
+ */
+function startChaosRecorder(nc: NatsConnection, ns: string, clock: RealClock, timeScale: number) {
+  const events: ChaosEvent[] = [];
+  const requests: RequestOutcome[] = [];
+  let startSim = clock.now();
+  let startWall = Date.now();
+  const simOf = (wallMs: number) => (wallMs - startWall) / timeScale;
+  const sub = nc.subscribe(anyEventSubject(namespace(ns)), {
+    callback: (err, m) => {
+      if (err) return;
+      try {
+        if (m.subject.includes('.vm.')) {
+          const e = decode(m.data, VmEvent, 'vm event');
+          events.push({
+            tMs: simOf(e.t),
+            vm: e.vm,
+            kind: e.kind ?? 'state',
+            to: e.to,
+            ...(e.fault ? { fault: { kind: e.fault.kind, phase: e.fault.phase } } : {}),
+            ...(e.health ? { health: e.health } : {}),
+            reason: e.reason,
+          });
+        } else {
+          const e = decode(m.data, ServiceEvent, 'service event');
+          events.push({ tMs: simOf(e.t), vm: e.svc, kind: 'service', reason: `${e.kind}: ${e.reason}` });
+        }
+      } catch {
+        // Not an event this run can read: it is no evidence either way.
+      }
+    },
+  });
+  return {
+    events,
+    requests,
+    start() {
+      startSim = clock.now();
+      startWall = Date.now();
+    },
+    wrap(send: Send): Send {
+      return async (vm, request) => {
+        const sentMs = clock.now() - startSim;
+        try {
+          const reply = await send(vm, request);
+          requests.push({ vm, sentMs, doneMs: clock.now() - startSim, ok: reply.ok });
+          return reply;
+        } catch (e) {
+          requests.push({ vm, sentMs, doneMs: clock.now() - startSim, ok: false });
+          throw e;
+        }
+      };
+    },
+    stop() {
+      sub.unsubscribe();
+    },
+  };
 }
 
 function policyOf(s: Scenario): 'fifo' | 'fair' {
@@ -300,6 +423,17 @@ function policyOf(s: Scenario): 'fifo' | 'fair' {
 export function seriesWindowFor(durationMs: number): number {
   const steps = [100, 250, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000];
   return steps.find((w) => durationMs / w <= 40) ?? 60_000;
+}
+
+/** Whether a VM serves (again) within a minute: it may be rebooting after a fault. */
+async function serving(api: ManagementClient, vm: string): Promise<boolean> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const info = await api.call('info', { name: vm }).catch(() => undefined);
+    if (info?.state === 'running') return true;
+    if (info?.state === 'failed' || Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }
 
 /** Waits for the hypervisor's API (a stack that is still coming up, e.g. under compose). */
@@ -337,8 +471,21 @@ export function printSummary(r: Report, out: (line: string) => void): void {
     ),
   );
   out('');
+  for (const v of r.vms.filter((x) => x.durability)) {
+    const d = v.durability!;
+    out(
+      `durability ${v.name}: ${d.acked} acknowledged writes, ${d.lost} lost` +
+        `${d.corrupt ? `, ${d.corrupt} corrupt` : ''}${d.unverified ? `, ${d.unverified} not read back` : ''}`,
+    );
+  }
+  for (const f of r.faults) {
+    out(
+      `fault ${describeFault(f)}: ${f.detectedBy ? `detected after ${fmtMs(f.mttdMs)} ms (${f.detectedBy})` : 'not detected'}, ` +
+        `${f.mttrMs !== null ? `serving again after ${fmtMs(f.mttrMs)} ms` : `not recovered${f.note ? ` (${f.note})` : ''}`}`,
+    );
+  }
   for (const sr of r.slo.filter((x) => !x.pass))
-    out(`SLO missed: ${sr.vm} ${sr.metric} ${sr.actual} > ${sr.threshold}`);
+    out(`SLO missed: ${sr.vm} ${sr.metric} ${sr.actual} > ${sr.threshold}${sr.fault ? ` (${sr.fault})` : ''}`);
   out(
     `verdict: ${r.verdict.toUpperCase()}; real CPU ${r.realCpu.busyPct.toFixed(1)}% of ${r.realCpu.cores} cores; ` +
       `max event-loop lag ${r.fidelity.maxEventLoopLagMs} ms${r.fidelity.degraded ? ' — DEGRADED: ' + r.fidelity.reasons.join(' ') : ''}`,

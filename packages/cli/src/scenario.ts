@@ -1,7 +1,19 @@
 import fs from 'node:fs';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
-import { APP_KINDS, CRASH_POLICIES, GUEST_OSES, ResourceLimits, STRESS_KINDS, VmName } from '@vmsim/shared';
+import {
+  APP_KINDS,
+  CRASH_POLICIES,
+  FAULT_KINDS,
+  GUEST_OSES,
+  HOG_TARGETS,
+  ResourceLimits,
+  STRESS_KINDS,
+  VmName,
+  WatchdogConfig,
+} from '@vmsim/shared';
+import { TargetSpecSchema } from '@vmsim/client-gen';
+import { loadProfile } from '@vmsim/host-agent';
 import { parseDuration } from './format.ts';
 
 /** A duration: "500ms", "10s", "2m", or a number of ms. Simulated time. */
@@ -22,6 +34,13 @@ const LoadCommon = {
   mix: Mix.optional(),
   /** Web: the paths GETs choose from (default: the site's pages and assets). */
   paths: z.array(z.string().startsWith('/')).min(1).optional(),
+  /**
+   * db only: also run the durability check on this VM (unique keys written alongside the
+   * load, every acknowledged one read back at the end); `true` or the writers to use.
+   */
+  durability: z
+    .union([z.boolean(), z.object({ concurrency: z.number().int().min(1).max(256).default(8) }).strict()])
+    .optional(),
 };
 
 export const OpenLoad = z
@@ -49,19 +68,49 @@ export const ScenarioVm = z
     app: z.enum(APP_KINDS).default('web'),
     os: z.enum(GUEST_OSES).default('linux'),
     vcpus: z.number().int().min(1).max(64).default(1),
-    memoryMiB: z.number().int().min(64).default(1024),
-    diskGiB: z.number().min(0.125).default(4),
+    memoryMiB: z
+      .number()
+      .int()
+      .min(64)
+      .max(1024 * 1024)
+      .default(1024),
+    diskGiB: z
+      .number()
+      .min(0.125)
+      .max(16 * 1024)
+      .default(4),
     shares: z.number().int().min(1).max(10_000).default(100),
     crashPolicy: z.enum(CRASH_POLICIES).default('restart'),
+    maxRestarts: z.number().int().min(0).max(100).optional(),
+    restartWindowMs: z.number().int().min(1000).max(86_400_000).optional(),
+    /** What the watchdog does when heartbeats stop (reset, poweroff, pause, none), after timeoutMs wall ms. */
+    watchdog: WatchdogConfig.strict().optional(),
+    /** db only, UNSAFE teaching toggle: acknowledge writes before flushing them. */
+    ackBeforeFlush: z.boolean().default(false),
     ...ResourceLimits.shape,
   })
   .strict();
 export type ScenarioVm = z.infer<typeof ScenarioVm>;
 
 /**
+ * Infrastructure faults a timeline can inject into a stack the run started itself: the
+ * host-agent restarted (write caches flushed) or its power cut (lost), the hypervisor
+ * crashed and restarted (guests re-adopted) or restarted gracefully, nats-server restarted.
+ */
+export const INFRA_STEPS = [
+  'host-agent-restart',
+  'host-agent-power-cut',
+  'hypervisor-restart',
+  'hypervisor-graceful-restart',
+  'nats-restart',
+] as const;
+export type InfraStep = (typeof INFRA_STEPS)[number];
+
+/**
  * A timeline step: at `at` (simulated time since the load started) one action —
  * `stress: {vm, kind, for?}` starts a stressor (for `for`, or until unstressed),
- * `unstress: {vm}` stops it.
+ * `unstress: {vm}` stops it; `fault: <kind>, vm, for?, delay?, target?` injects a fault
+ * (see `vmsim fault`), `unfault: <vm>` clears it; `infra: <INFRA_STEPS>` hits the stack itself.
  */
 export const TimelineStep = z
   .object({
@@ -71,13 +120,44 @@ export const TimelineStep = z
       .strict()
       .optional(),
     unstress: z.object({ vm: VmName }).strict().optional(),
+    fault: z.enum(FAULT_KINDS).optional(),
+    vm: VmName.optional(),
+    for: Duration.optional(),
+    /** slow: simulated ms added to each hypercall. */
+    delay: Duration.optional(),
+    /** hog: what it saturates. */
+    target: z.enum(HOG_TARGETS).optional(),
+    unfault: VmName.optional(),
+    /** An infrastructure fault: restart or cut the power of the stack's own services (not on an attached stack). */
+    infra: z.enum(INFRA_STEPS).optional(),
   })
   .strict()
   .superRefine((step, ctx) => {
-    if ((step.stress ? 1 : 0) + (step.unstress ? 1 : 0) !== 1)
-      ctx.addIssue({ code: 'custom', message: 'a step takes exactly one action: stress or unstress' });
+    const actions = [step.stress, step.unstress, step.fault, step.unfault, step.infra].filter(
+      (a) => a !== undefined,
+    ).length;
+    if (actions !== 1)
+      ctx.addIssue({
+        code: 'custom',
+        message: 'a step takes exactly one action: stress, unstress, fault, unfault or infra',
+      });
     if (step.stress?.for !== undefined && !(step.stress.for > 0))
       ctx.addIssue({ code: 'custom', path: ['stress', 'for'], message: 'must be longer than 0' });
+    if (step.fault !== undefined) {
+      if (step.vm === undefined) ctx.addIssue({ code: 'custom', path: ['vm'], message: 'a fault step needs the VM' });
+      if (step.for !== undefined && !(step.for > 0))
+        ctx.addIssue({ code: 'custom', path: ['for'], message: 'must be longer than 0' });
+      if (step.for !== undefined && (step.fault === 'crash' || step.fault === 'kill' || step.fault === 'resume'))
+        ctx.addIssue({ code: 'custom', path: ['for'], message: `${step.fault} is one-shot` });
+      if (step.delay !== undefined && step.fault !== 'slow')
+        ctx.addIssue({ code: 'custom', path: ['delay'], message: 'only for a slow fault' });
+      if (step.target !== undefined && step.fault !== 'hog')
+        ctx.addIssue({ code: 'custom', path: ['target'], message: 'only for a hog fault' });
+    } else {
+      for (const k of ['vm', 'for', 'delay', 'target'] as const) {
+        if (step[k] !== undefined) ctx.addIssue({ code: 'custom', path: [k], message: 'only in a fault step' });
+      }
+    }
   });
 
 const Slo = z
@@ -89,6 +169,16 @@ const Slo = z
   })
   .strict();
 
+/** What a chaos run demands of detection and recovery, for every fault its timeline injects. */
+const FaultSlo = z
+  .object({
+    /** Longest time from injection to detection (simulated ms); a fault nothing detects fails it. */
+    mttdMs: Duration.optional(),
+    /** Longest time from injection until the VM serves a client again (simulated ms); no recovery fails it. */
+    mttrMs: Duration.optional(),
+  })
+  .strict();
+
 export const Scenario = z
   .object({
     name: z.string().min(1).max(128),
@@ -96,6 +186,11 @@ export const Scenario = z
     seed: z.union([z.number().int(), z.string()]).default(1),
     /** Simulated time the load runs for. */
     duration: Duration.default(60_000),
+    /**
+     * How long a client waits for an answer before it counts a timeout and goes on (simulated):
+     * a request lost with a restarting service holds a closed-model user that long.
+     */
+    clientTimeout: Duration.default(10_000),
     /** Wall ms per simulated ms. */
     timeScale: z.number().positive().max(1000).default(10),
     host: z
@@ -111,27 +206,83 @@ export const Scenario = z
     vms: z.array(ScenarioVm).min(1).max(256),
     load: z.array(LoadSpec).default([]),
     timeline: z.array(TimelineStep).default([]),
-    slo: Slo.extend({ perVm: z.record(z.string(), Slo).default({}) })
+    slo: Slo.extend({ perVm: z.record(z.string(), Slo).default({}), faults: FaultSlo.optional() })
       .strict()
       .default({ perVm: {} }),
   })
   .strict()
   .superRefine((s, ctx) => {
+    // What would otherwise fail only once the stack is up: checked here, before anything starts.
+    if (!(s.duration > 0)) ctx.addIssue({ code: 'custom', path: ['duration'], message: 'must be longer than 0' });
+    try {
+      loadProfile(s.host.profile);
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', path: ['host', 'profile'], message: (e as Error).message });
+    }
     const names = new Set<string>();
     s.vms.forEach((vm, i) => {
+      if (vm.cpuReservationPct && vm.cpuReservationPct > vm.vcpus * 100)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['vms', i, 'cpuReservationPct'],
+          message: `at most ${vm.vcpus * 100}% with ${vm.vcpus} vCPU(s)`,
+        });
       if (names.has(vm.name))
         ctx.addIssue({ code: 'custom', path: ['vms', i, 'name'], message: `duplicate VM name ${vm.name}` });
       names.add(vm.name);
+      if (vm.ackBeforeFlush && vm.app !== 'db')
+        ctx.addIssue({
+          code: 'custom',
+          path: ['vms', i, 'ackBeforeFlush'],
+          message: `only for a db VM, not ${vm.app}`,
+        });
     });
     s.load.forEach((l, i) => {
       if (!names.has(l.vm))
         ctx.addIssue({ code: 'custom', path: ['load', i, 'vm'], message: `no VM named ${l.vm} in vms` });
+      const app = s.vms.find((v) => v.name === l.vm)?.app;
+      // The load generator's own rules (rates, the app's ops in the mix, options of that app).
+      const target =
+        l.model === 'open'
+          ? { model: l.model, ratePerS: l.ratePerS, arrival: l.arrival }
+          : { model: l.model, users: l.users, thinkMs: l.thinkMs };
+      const checked = TargetSpecSchema.safeParse({
+        vm: l.vm,
+        app: app ?? 'web',
+        mix: l.mix,
+        paths: l.paths,
+        ...target,
+      });
+      for (const issue of checked.success ? [] : checked.error.issues)
+        ctx.addIssue({ code: 'custom', path: ['load', i, ...issue.path.map(String)], message: issue.message });
+      if (l.durability && app !== undefined && app !== 'db')
+        ctx.addIssue({
+          code: 'custom',
+          path: ['load', i, 'durability'],
+          message: `the durability check needs a db VM; ${l.vm} runs ${app}`,
+        });
+    });
+    const checked = s.load.filter((l) => l.durability).map((l) => l.vm);
+    checked.forEach((vm, i) => {
+      if (checked.indexOf(vm) !== i)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['load'],
+          message: `durability is asked twice for ${vm}; ask it on one load entry`,
+        });
     });
     s.timeline.forEach((step, i) => {
-      const action = step.stress ? 'stress' : 'unstress';
-      const vm = (step.stress ?? step.unstress)?.vm;
+      const [where, vm]: [string[], string | undefined] = step.stress
+        ? [['stress', 'vm'], step.stress.vm]
+        : step.unstress
+          ? [['unstress', 'vm'], step.unstress.vm]
+          : step.fault !== undefined
+            ? [['vm'], step.vm]
+            : step.unfault !== undefined
+              ? [['unfault'], step.unfault]
+              : [[], undefined];
       if (vm !== undefined && !names.has(vm))
-        ctx.addIssue({ code: 'custom', path: ['timeline', i, action, 'vm'], message: `no VM named ${vm} in vms` });
+        ctx.addIssue({ code: 'custom', path: ['timeline', i, ...where], message: `no VM named ${vm} in vms` });
       if (step.at > s.duration)
         ctx.addIssue({
           code: 'custom',
@@ -155,7 +306,7 @@ export function parseScenario(text: string, source: string): Scenario {
   const parsed = Scenario.safeParse(doc.toJS());
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  ${i.path.length ? i.path.join('.') : '(top level)'}: ${i.message}`);
-    throw new ScenarioError(`${source}: invalid scenario\n${lines.join('\n')}`);
+    throw new ScenarioError(`${source}: invalid scenario\n${[...new Set(lines)].join('\n')}`);
   }
   return parsed.data;
 }

@@ -1,16 +1,31 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect } from '@nats-io/transport-node';
-import { ErrorCode, ManagementClient, VmsimError, namespace, waitFor, type HostInfo } from '@vmsim/shared';
+import {
+  ErrorCode,
+  ManagementClient,
+  VmsimError,
+  namespace,
+  waitFor,
+  type BusAuth,
+  type HostInfo,
+} from '@vmsim/shared';
+import type { NatsSigner } from '@vmsim/hypervisor';
 import { startNatsServer, stopProcess, type StartedNats } from './nats-server.ts';
+import { prepareStackAuth } from './stack-auth.ts';
+import { injectInfraFault, type InfraFaultResult, type InfraStack, type ServiceSlot } from './infra-faults.ts';
+import { killChild, launch as launchService, writeServices, type LaunchSpec } from './launch.ts';
 
 export interface StackOptions {
   /** A running NATS server; when absent, a nats-server is started for the stack. */
   natsUrl?: string | undefined;
-  /** Credentials for that server, when it wants them. */
-  natsAuth?: { user: string; pass: string } | undefined;
+  /**
+   * The account signing key of that server's auth (it mints each service its user); none:
+   * VMSIM_NATS_SIGNER_FILE, else a server without auth. A stack's own server always has auth.
+   */
+  natsSigner?: NatsSigner | undefined;
   ns: string;
   host: string;
   /** Where data, logs and the NATS store go. */
@@ -36,8 +51,26 @@ export interface Stack {
   pids: { nats: number | null; hostAgent: number; hypervisor: number };
   logs: { nats: string | null; hostAgent: string; hypervisor: string };
   hostInfo: HostInfo;
+  /** The management API's creds file (null: the server has no auth). */
+  credsFile: string | null;
+  /** The management API's credentials, to spread into connect(). */
+  auth: BusAuth | undefined;
   procs: { nats: ChildProcess | null; hostAgent: ChildProcess; hypervisor: ChildProcess };
   stop(): Promise<void>;
+  /**
+   * Infrastructure faults (pids, procs and logs above follow the new processes). Each resolves
+   * once the restarted service serves again; for the host-agent, once the hypervisor took it back.
+   */
+  /** SIGTERM (write caches flushed), then start the host-agent again. */
+  restartHostAgent(): Promise<InfraFaultResult>;
+  /** SIGKILL: what sits in the disks' write caches is lost; then start the host-agent again. */
+  powerCutHostAgent(): Promise<InfraFaultResult>;
+  /** SIGKILL the hypervisor (its guests live on and are re-adopted), or SIGTERM with graceful; then start it again. */
+  restartHypervisor(opts?: { graceful?: boolean }): Promise<InfraFaultResult>;
+  /** Only for a stack that started its own nats-server: stop it, start it on the same port. */
+  restartNats(): Promise<InfraFaultResult>;
+  /** This stack as an infrastructure-fault target (for a NATS server started elsewhere, pass its slot). */
+  infra(nats?: ServiceSlot): InfraStack;
 }
 
 function entry(pkg: '@vmsim/host-agent/main' | '@vmsim/hypervisor/main'): string {
@@ -58,13 +91,21 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const logDir = path.join(opts.home, 'logs');
   fs.mkdirSync(logDir, { recursive: true });
   let nats: StartedNats | undefined;
-  if (!opts.natsUrl) {
-    nats = await startNatsServer({
-      storeDir: path.join(opts.home, 'nats'),
-      logFile: path.join(logDir, 'nats-server.log'),
-      detached: opts.detached,
-    });
-  }
+  // Every service its own bus user; the server's config too when the stack starts the server.
+  const auth = await prepareStackAuth({
+    home: opts.home,
+    ns: opts.ns,
+    host: opts.host,
+    ownServer: !opts.natsUrl,
+    signer: opts.natsSigner,
+  });
+  const natsOpts = {
+    storeDir: path.join(opts.home, 'nats'),
+    logFile: path.join(logDir, 'nats-server.log'),
+    detached: opts.detached,
+    extraArgs: auth?.serverConfig ? ['-c', auth.serverConfig] : ([] as string[]),
+  };
+  if (!opts.natsUrl) nats = await startNatsServer(natsOpts);
   const natsUrl = opts.natsUrl ?? nats!.url;
   const env = {
     PATH: process.env['PATH'] ?? '',
@@ -78,26 +119,40 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     VMSIM_HYPERVISOR_TYPE: opts.hypervisorType,
     VMSIM_OVERCOMMIT: String(opts.overcommit),
     LOG_LEVEL: opts.logLevel ?? 'info',
-    ...(opts.natsAuth ? { NATS_USER: opts.natsAuth.user, NATS_PASS: opts.natsAuth.pass } : {}),
     ...opts.env,
   };
-  const launch = (name: string, file: string): { proc: ChildProcess; log: string } => {
-    const log = path.join(logDir, `${name}.log`);
-    const fd = fs.openSync(log, 'a');
-    const proc = spawn(process.execPath, [file], { env, stdio: ['ignore', fd, fd], detached: opts.detached });
-    fs.closeSync(fd);
-    if (opts.detached) proc.unref();
-    return { proc, log };
+  const specOf = (name: string, file: string, own: Record<string, string> | undefined): LaunchSpec => ({
+    name,
+    command: process.execPath,
+    args: [file],
+    env: { ...env, ...own },
+    log: path.join(logDir, `${name}.log`),
+  });
+  const specs = {
+    hostAgent: specOf('host-agent', entry('@vmsim/host-agent/main'), auth?.env.hostAgent),
+    hypervisor: specOf('hypervisor', entry('@vmsim/hypervisor/main'), auth?.env.hypervisor),
   };
-  const hostAgent = launch('host-agent', entry('@vmsim/host-agent/main'));
-  const hypervisor = launch('hypervisor', entry('@vmsim/hypervisor/main'));
+  // How the services were started, so `vmsim fault` can start one again the same way.
+  writeServices(opts.home, {
+    version: 1,
+    detached: opts.detached,
+    natsPort: nats?.port ?? null,
+    nats: nats ? { storeDir: natsOpts.storeDir, log: natsOpts.logFile, extraArgs: natsOpts.extraArgs } : null,
+    ...specs,
+  });
+  const launch = (spec: LaunchSpec): { proc: ChildProcess; log: string } => ({
+    proc: launchService(spec, opts.detached),
+    log: spec.log,
+  });
+  const hostAgent = launch(specs.hostAgent);
+  const hypervisor = launch(specs.hypervisor);
   const stopAll = async (): Promise<void> => {
     await stopProcess(hypervisor.proc, 20_000);
     await stopProcess(hostAgent.proc);
     if (nats) await nats.stop();
   };
   let hostInfo: HostInfo | undefined;
-  const nc = await connect({ servers: natsUrl, name: 'vmsim-cli', ...opts.natsAuth });
+  const nc = await connect({ servers: natsUrl, name: 'vmsim-cli', ...auth?.cli });
   try {
     const api = new ManagementClient(nc, namespace(opts.ns), opts.host, 1000);
     await waitFor(
@@ -130,7 +185,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   } finally {
     await nc.close();
   }
-  return {
+  const stack: Stack = {
     natsUrl,
     ns: opts.ns,
     host: opts.host,
@@ -142,7 +197,63 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       hypervisor: hypervisor.log,
     },
     hostInfo: hostInfo!,
+    credsFile: auth?.managementCreds ?? null,
+    auth: auth?.cli,
     procs: { nats: nats?.proc ?? null, hostAgent: hostAgent.proc, hypervisor: hypervisor.proc },
     stop: stopAll,
+    restartHostAgent: () => injectInfraFault(stack.infra(), 'host-agent', 'restart'),
+    powerCutHostAgent: () => injectInfraFault(stack.infra(), 'host-agent', 'power-cut'),
+    restartHypervisor: (o) =>
+      injectInfraFault(stack.infra(), 'hypervisor', 'restart', { graceful: o?.graceful ?? false }),
+    restartNats: () => injectInfraFault(stack.infra(), 'nats', 'restart'),
+    infra: (natsSlot) => ({
+      natsUrl,
+      natsAuth: auth?.cli,
+      ns: opts.ns,
+      host: opts.host,
+      hostAgent: childSlot(
+        () => hostAgent.proc,
+        () => {
+          hostAgent.proc = launchService(specs.hostAgent, opts.detached);
+          stack.procs.hostAgent = hostAgent.proc;
+          stack.pids.hostAgent = hostAgent.proc.pid!;
+        },
+      ),
+      hypervisor: childSlot(
+        () => hypervisor.proc,
+        () => {
+          hypervisor.proc = launchService(specs.hypervisor, opts.detached);
+          stack.procs.hypervisor = hypervisor.proc;
+          stack.pids.hypervisor = hypervisor.proc.pid!;
+        },
+      ),
+      nats:
+        natsSlot ??
+        (nats
+          ? childSlot(
+              () => nats!.proc,
+              async () => {
+                // The same port and store: the clients reconnect to the URL they know.
+                nats = await startNatsServer({ ...natsOpts, port: nats!.port });
+                stack.procs.nats = nats.proc;
+                stack.pids.nats = nats.proc.pid!;
+              },
+            )
+          : undefined),
+    }),
+  };
+  return stack;
+}
+
+/** A service that is this process's child, started again by `relaunch`. */
+export function childSlot(current: () => ChildProcess, relaunch: () => void | Promise<void>): ServiceSlot {
+  return {
+    get pid() {
+      return current().pid ?? null;
+    },
+    kill: (signal, graceMs) => killChild(current(), signal, graceMs),
+    start: async () => {
+      await relaunch();
+    },
   };
 }

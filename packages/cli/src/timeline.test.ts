@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { VirtualClock, type StressKind } from '@vmsim/shared';
+import { VirtualClock, type FaultSpec, type StressKind } from '@vmsim/shared';
 import { startTimeline, type TimelineApi, type TimelineStep } from './timeline.ts';
 
 /** Records what the timeline asked for, when (simulated ms); `fail` makes a VM's calls fail. */
-function fakeApi(clock: VirtualClock, fail = new Set<string>()) {
+export function fakeApi(clock: VirtualClock, fail = new Set<string>()) {
   const calls: string[] = [];
   const api: TimelineApi = {
     stress: (vm: string, kind: StressKind, durationMs: number | undefined) => {
@@ -12,6 +12,14 @@ function fakeApi(clock: VirtualClock, fail = new Set<string>()) {
     },
     unstress: (vm: string) => {
       calls.push(`${clock.now()} unstress ${vm}`);
+      return Promise.resolve();
+    },
+    fault: (vm: string, spec: FaultSpec) => {
+      calls.push(`${clock.now()} fault ${vm} ${JSON.stringify(spec)}`);
+      return fail.has(vm) ? Promise.reject(new Error(`VM ${vm} is stopped`)) : Promise.resolve();
+    },
+    unfault: (vm: string) => {
+      calls.push(`${clock.now()} unfault ${vm}`);
       return Promise.resolve();
     },
   };

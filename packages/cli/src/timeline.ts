@@ -1,6 +1,6 @@
-import type { Clock, StressKind, TimerHandle } from '@vmsim/shared';
+import type { Clock, FaultSpec, StressKind, TimerHandle } from '@vmsim/shared';
 import { fmtMs } from './format.ts';
-import type { Scenario } from './scenario.ts';
+import type { InfraStep, Scenario } from './scenario.ts';
 
 /** One timeline step of a scenario: at `at` simulated ms into the load, one action (the schema checks there is one). */
 export type TimelineStep = Scenario['timeline'][number];
@@ -9,6 +9,10 @@ export type TimelineStep = Scenario['timeline'][number];
 export interface TimelineApi {
   stress(vm: string, kind: StressKind, durationMs: number | undefined): Promise<unknown>;
   unstress(vm: string): Promise<unknown>;
+  fault(vm: string, spec: FaultSpec): Promise<unknown>;
+  unfault(vm: string): Promise<unknown>;
+  /** Absent when the run cannot reach the stack's processes (an attached stack). */
+  infra?: ((step: InfraStep) => Promise<unknown>) | undefined;
 }
 
 export interface TimelineOptions {
@@ -28,6 +32,11 @@ export interface StepOutcome {
   action: string;
   ok: boolean;
   error?: string;
+  /** The step's index in the scenario's timeline. */
+  step?: number;
+  /** Simulated ms since the load started when the step was sent, and when it was done (the call returned). */
+  startedMs?: number;
+  doneMs?: number;
 }
 
 export interface RunningTimeline {
@@ -44,6 +53,16 @@ function describe(step: TimelineStep): string {
     const s = step.stress;
     return `stress ${s.vm} ${s.kind}${s.for !== undefined ? ` for ${fmtMs(s.for)} ms` : ''}`;
   }
+  if (step.fault !== undefined) {
+    const extra = [
+      step.target !== undefined ? ` ${step.target}` : '',
+      step.delay !== undefined ? ` +${fmtMs(step.delay)} ms` : '',
+      step.for !== undefined ? ` for ${fmtMs(step.for)} ms` : '',
+    ].join('');
+    return `fault ${step.vm} ${step.fault}${extra}`;
+  }
+  if (step.unfault !== undefined) return `unfault ${step.unfault}`;
+  if (step.infra !== undefined) return `infra ${step.infra}`;
   return `unstress ${step.unstress?.vm}`;
 }
 
@@ -54,8 +73,9 @@ export function startTimeline(o: TimelineOptions): RunningTimeline {
   const underWay = new Set<Promise<void>>();
   /** VMs whose stressor the timeline started, with when it ends by itself (simulated ms; Infinity: never). */
   const stressed = new Map<string, number>();
-  const run = async (step: TimelineStep): Promise<void> => {
+  const run = async (step: TimelineStep, index: number): Promise<void> => {
     const action = describe(step);
+    const startedMs = o.clock.now() - o.startMs;
     try {
       if (step.stress) {
         const { vm, kind } = step.stress;
@@ -65,16 +85,36 @@ export function startTimeline(o: TimelineOptions): RunningTimeline {
       } else if (step.unstress) {
         await o.api.unstress(step.unstress.vm);
         stressed.delete(step.unstress.vm);
+      } else if (step.fault !== undefined && step.vm !== undefined) {
+        await o.api.fault(step.vm, {
+          kind: step.fault,
+          ...(step.for !== undefined ? { durationMs: step.for } : {}),
+          ...(step.delay !== undefined ? { delayMs: step.delay } : {}),
+          ...(step.target !== undefined ? { target: step.target } : {}),
+        });
+      } else if (step.unfault !== undefined) {
+        await o.api.unfault(step.unfault);
+      } else if (step.infra !== undefined) {
+        if (!o.api.infra) throw new Error('infrastructure faults need a stack this run started (not --attach)');
+        await o.api.infra(step.infra);
       }
-      outcomes.push({ at: step.at, action, ok: true });
+      outcomes.push({ at: step.at, action, ok: true, step: index, startedMs, doneMs: o.clock.now() - o.startMs });
       o.out(`  timeline ${fmtMs(step.at)} ms: ${action}`);
     } catch (e) {
       const error = (e as Error).message;
-      outcomes.push({ at: step.at, action, ok: false, error });
+      outcomes.push({
+        at: step.at,
+        action,
+        ok: false,
+        error,
+        step: index,
+        startedMs,
+        doneMs: o.clock.now() - o.startMs,
+      });
       o.out(`  timeline ${fmtMs(step.at)} ms: ${action} FAILED: ${error}`);
     }
   };
-  for (const step of o.steps) {
+  for (const [index, step] of o.steps.entries()) {
     if (step.at > o.durationMs) {
       outcomes.push({ at: step.at, action: describe(step), ok: false, error: 'after the end of the load' });
       o.out(`  timeline ${fmtMs(step.at)} ms: ${describe(step)} skipped: the load lasts ${fmtMs(o.durationMs)} ms`);
@@ -82,7 +122,7 @@ export function startTimeline(o: TimelineOptions): RunningTimeline {
     }
     const timer = o.clock.at(o.startMs + step.at, () => {
       timers.delete(timer);
-      const p = run(step).finally(() => underWay.delete(p));
+      const p = run(step, index).finally(() => underWay.delete(p));
       underWay.add(p);
     });
     timers.add(timer);

@@ -1,10 +1,13 @@
 import { connect } from '@nats-io/transport-node';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/nats-core';
 import type { z } from 'zod';
+import type { BusAuth } from './bus-auth.ts';
 import { decode, encode, decodeRaw, validate } from './codec.ts';
 import { ErrorCode, VmsimError, toVmsimError } from './errors.ts';
 import type { Logger } from './logger.ts';
 import { errorReply } from './protocol/reply.ts';
+import { serviceEventSubject } from './protocol/events.ts';
+import type { Namespace } from './subjects.ts';
 
 export type { Msg, NatsConnection, Subscription };
 
@@ -12,12 +15,17 @@ export interface BusOptions {
   url: string;
   name: string;
   inboxPrefix?: string;
-  user?: string;
-  pass?: string;
-  token?: string;
+  /** Bus credentials (busAuthFromEnv); none for a server without auth. */
+  auth?: BusAuth | undefined;
   logger: Logger;
   /** Keep retrying the first connection too (for services that may start before NATS). */
   waitOnFirstConnect?: boolean;
+  /** Publish each reconnect as a service event of `svc` (a service allowed to publish events). */
+  events?: { ns: Namespace; host: string; svc: string } | undefined;
+  /** Called after each reconnect (subscriptions are back): re-check what may have been missed. */
+  onReconnect?: (() => void) | undefined;
+  /** Called when the connection is lost (before any reconnect attempt). */
+  onDisconnect?: (() => void) | undefined;
 }
 
 /** A connection that reconnects for ever and logs what happens to it. */
@@ -29,13 +37,43 @@ export async function connectBus(opts: BusOptions): Promise<NatsConnection> {
     reconnectTimeWait: 250,
     waitOnFirstConnect: opts.waitOnFirstConnect ?? false,
     ...(opts.inboxPrefix ? { inboxPrefix: opts.inboxPrefix } : {}),
-    ...(opts.user ? { user: opts.user, pass: opts.pass ?? '' } : {}),
-    ...(opts.token ? { token: opts.token } : {}),
+    ...opts.auth,
   });
+  // nats.js resubscribes every subscription (the request inbox too) when it reconnects.
+  let downSince: number | null = null;
   void (async () => {
     for await (const s of nc.status()) {
-      if (s.type === 'disconnect' || s.type === 'reconnect' || s.type === 'error') {
-        opts.logger.warn({ bus: s.type }, `bus ${s.type}`);
+      const server = 'server' in s ? String(s.server) : undefined;
+      if (s.type === 'disconnect') {
+        const first = downSince === null;
+        downSince ??= Date.now();
+        opts.logger.warn({ bus: s.type, server }, 'bus disconnected: reconnecting');
+        if (first) {
+          try {
+            opts.onDisconnect?.();
+          } catch (e) {
+            opts.logger.error({ err: (e as Error).message }, 'on-disconnect hook failed');
+          }
+        }
+      } else if (s.type === 'reconnect') {
+        const downMs = downSince === null ? 0 : Date.now() - downSince;
+        downSince = null;
+        const reason = `bus connection lost for ${downMs} ms, reconnected to ${server ?? opts.url}`;
+        opts.logger.warn({ bus: s.type, server, downMs }, reason);
+        if (opts.events) {
+          const { ns, host, svc } = opts.events;
+          nc.publish(
+            serviceEventSubject(ns, host, svc),
+            encode({ t: Date.now(), host, svc, kind: 'bus-reconnected', reason }),
+          );
+        }
+        try {
+          opts.onReconnect?.();
+        } catch (e) {
+          opts.logger.error({ err: (e as Error).message }, 'after-reconnect check failed');
+        }
+      } else if (s.type === 'error') {
+        opts.logger.warn({ bus: s.type, err: 'error' in s ? String(s.error) : undefined }, 'bus error');
       }
     }
   })().catch(() => undefined);
@@ -77,7 +115,13 @@ export function serve<S extends z.ZodType, R>(
           try {
             msg.respond(encode(reply));
           } catch (e) {
+            // Too large for the bus, most likely: the caller still gets an answer, with a code.
             logger.warn({ err: e, subject }, 'could not respond');
+            try {
+              msg.respond(encode(errorReply(ErrorCode.INTERNAL, `could not send the reply: ${(e as Error).message}`)));
+            } catch {
+              // The connection is closing: nobody can be answered now.
+            }
           }
         }
       })();

@@ -15,6 +15,9 @@ export interface Clock {
   cancel(handle: TimerHandle): void;
 }
 
+/** The longest delay setTimeout takes as it is. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export class RealClock implements Clock {
   readonly timeScale: number;
   private readonly originWallMs: number;
@@ -43,15 +46,28 @@ export class RealClock implements Clock {
 
   at(atMs: number, fn: () => void): TimerHandle {
     const id = this.nextId++;
+    this.schedule(id, atMs, fn);
+    return { id };
+  }
+
+  private schedule(id: number, atMs: number, fn: () => void): void {
     const delayWall = (atMs - this.now()) * this.timeScale;
     const run = (): void => {
+      // libuv measures timers against a cached, whole-ms loop time: one can fire up to 1 ms
+      // early. Wait out the rest rather than run before the simulated due time.
+      if (delayWall >= 0.5 && (atMs - this.now()) * this.timeScale >= 0.5) return this.schedule(id, atMs, fn);
       this.timers.delete(id);
       fn();
     };
-    // Node's timers have 1 ms granularity; anything due within it runs on the next turn.
-    const timer = delayWall < 0.5 ? setImmediate(run) : setTimeout(run, delayWall);
+    // Node's timers have 1 ms granularity; anything due within it runs on the next turn. Past
+    // 2^31-1 ms setTimeout fires at once (with a warning): a longer wait goes in steps.
+    const timer =
+      delayWall < 0.5
+        ? setImmediate(run)
+        : delayWall > MAX_TIMER_MS
+          ? setTimeout(() => this.schedule(id, atMs, fn), MAX_TIMER_MS)
+          : setTimeout(run, delayWall);
     this.timers.set(id, timer);
-    return { id };
   }
 
   cancel(handle: TimerHandle): void {

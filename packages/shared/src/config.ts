@@ -33,8 +33,10 @@ export const BaseEnv = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Wall ms per simulated ms. */
   VMSIM_TIME_SCALE: timeScale.default(10),
-  NATS_USER: z.string().optional(),
-  NATS_PASS: z.string().optional(),
-  NATS_TOKEN: z.string().optional(),
+  /** A creds file (user JWT + nkey seed) for the bus; see busAuthFromEnv. */
+  NATS_CREDS: z.string().min(1).optional(),
+  /** A user JWT and its nkey seed, inline (the hypervisor hands a guest its own this way). */
+  NATS_JWT: z.string().min(1).optional(),
+  NATS_SEED: z.string().min(1).optional(),
 });
 export type BaseEnv = z.infer<typeof BaseEnv>;

@@ -44,4 +44,14 @@ export {
   type AppOptions,
 } from './apps.ts';
 export { createBusSender, classifyRequestError, type BusSenderOptions } from './bus-sender.ts';
+export {
+  DURABILITY_DEFAULTS,
+  DurabilityLedger,
+  DurabilityWorkload,
+  KeyState,
+  ReadVerdict,
+  type DurabilityOptions,
+  type DurabilityProgress,
+  type DurabilityResult,
+} from './durability.ts';
 export { ClientGenEnv, TargetSpecSchema } from './config.ts';

@@ -9,6 +9,7 @@ import {
   RealClock,
   toVmsimError,
   type Logger,
+  busAuthFromEnv,
 } from '@vmsim/shared';
 import { createBusSender } from './bus-sender.ts';
 import { ClientGenEnv } from './config.ts';
@@ -41,8 +42,8 @@ export async function main(env: Record<string, string | undefined> = process.env
     url: cfg.NATS_URL,
     name: `client-gen-${cfg.VMSIM_HOST}`,
     logger,
-    ...(cfg.NATS_USER ? { user: cfg.NATS_USER, pass: cfg.NATS_PASS ?? '' } : {}),
-    ...(cfg.NATS_TOKEN ? { token: cfg.NATS_TOKEN } : {}),
+    events: { ns, host: cfg.VMSIM_HOST, svc: 'client-gen' },
+    auth: busAuthFromEnv(cfg),
   });
   lifecycle.onStop('bus', () => nc.drain());
 

@@ -11,6 +11,12 @@ export interface AppContext {
   /** The virtual disk the application keeps its data on. */
   disk: number;
   diskBytes: number;
+  /**
+   * db only, a teaching toggle: acknowledge a PUT once its record is written (into the
+   * disk's volatile write cache) and flush only in the background. Unsafe: a power cut
+   * loses acknowledged writes. Absent: false.
+   */
+  ackBeforeFlush?: boolean | undefined;
 }
 
 /**

@@ -1,4 +1,4 @@
-import type { Clock, DbRequest, IngressReply, IngressRequest, Logger } from '@vmsim/shared';
+import type { Clock, DbRequest, IngressReply, IngressRequest, Logger, TimerHandle } from '@vmsim/shared';
 import { ErrorCode, VmsimError, errorReply, toVmsimError } from '@vmsim/shared';
 import type { AppContext, ServerApp } from './app.ts';
 import type { AreaSpec } from './app-storage.ts';
@@ -33,6 +33,11 @@ export const DB_COSTS = {
   recoverCyclesPerRecord: 2_000,
   recoverCyclesPerByte: 1,
   replyBytes: 48,
+  /**
+   * With ackBeforeFlush: simulated ms between background flushes (Redis's appendfsync
+   * everysec, MySQL's innodb_flush_log_at_trx_commit=2).
+   */
+  lazyFlushMs: 1_000,
   maxValueBytes: 64 * KiB,
   defaultScanLimit: 10,
 } as const;
@@ -60,6 +65,9 @@ export type DbFigures = {
   scans: number;
   batches: number;
   avgBatchSize: number;
+  /** Present (1) when the database acknowledges before flushing, with its background flushes. */
+  unsafeAck?: number;
+  lazyFlushes?: number;
 };
 
 interface Entry {
@@ -121,6 +129,11 @@ export class DbApp implements ServerApp {
   private scans = 0;
   private batches = 0;
   private batchedPuts = 0;
+  /** Acknowledge before flushing (unsafe, a teaching toggle): flush in the background instead. */
+  private readonly ackBeforeFlush: boolean;
+  private lazyFlush: TimerHandle | undefined;
+  private lazyFlushDone: Promise<void> = Promise.resolve();
+  private lazyFlushes = 0;
 
   constructor(ctx: AppContext) {
     this.m = ctx.machine;
@@ -130,6 +143,13 @@ export class DbApp implements ServerApp {
     this.disk = ctx.disk;
     // The stressor's scratch area at the end of the disk is not the log's.
     this.end = appDataEnd(ctx.diskBytes);
+    this.ackBeforeFlush = ctx.ackBeforeFlush ?? false;
+    if (this.ackBeforeFlush) {
+      this.logger.warn(
+        { lazyFlushMs: DB_COSTS.lazyFlushMs },
+        'UNSAFE: the database acknowledges writes before flushing them; a power cut loses acknowledged writes',
+      );
+    }
   }
 
   async start(fresh: boolean): Promise<void> {
@@ -162,6 +182,12 @@ export class DbApp implements ServerApp {
   async stop(): Promise<void> {
     await this.requests.settled();
     while (this.committing) await this.commitDone;
+    if (this.lazyFlush) {
+      this.clock.cancel(this.lazyFlush);
+      this.lazyFlush = undefined;
+      await this.m.flush(this.disk);
+    }
+    await this.lazyFlushDone;
   }
 
   figures(): DbFigures {
@@ -173,6 +199,7 @@ export class DbApp implements ServerApp {
       scans: this.scans,
       batches: this.batches,
       avgBatchSize: this.batches > 0 ? this.batchedPuts / this.batches : 0,
+      ...(this.ackBeforeFlush ? { unsafeAck: 1, lazyFlushes: this.lazyFlushes } : {}),
     };
   }
 
@@ -250,7 +277,9 @@ export class DbApp implements ServerApp {
         try {
           await this.m.cpu(DB_COSTS.batchSyscalls * this.os.syscallCycles);
           await this.m.write(this.disk, first.offset, buf);
-          await this.m.flush(this.disk);
+          // Unsafe: the records sit in the disk's volatile cache when the client hears "ok".
+          if (this.ackBeforeFlush) this.scheduleLazyFlush();
+          else await this.m.flush(this.disk);
         } catch (e) {
           this.fail(e, batch);
           return;
@@ -263,6 +292,18 @@ export class DbApp implements ServerApp {
     } finally {
       this.committing = false;
     }
+  }
+
+  /** The background flush of the unsafe mode: at most one pending, lazyFlushMs after a write. */
+  private scheduleLazyFlush(): void {
+    if (this.lazyFlush) return;
+    this.lazyFlush = this.clock.at(this.clock.now() + DB_COSTS.lazyFlushMs, () => {
+      this.lazyFlush = undefined;
+      this.lazyFlushDone = this.m.flush(this.disk).then(
+        () => void this.lazyFlushes++,
+        (e: unknown) => this.fail(e, []),
+      );
+    });
   }
 
   private fail(e: unknown, batch: PendingPut[]): void {

@@ -9,6 +9,7 @@ import type {
   GuestStatus,
   Rng,
   StressKind,
+  GuestFaultKind,
 } from '@vmsim/shared';
 import {
   ErrorCode,
@@ -22,6 +23,7 @@ import {
   guestControlSubject,
   guestStatusSubject,
   heartbeatSubject,
+  hypercallSubject,
   toVmsimError,
   vnicRxSubject,
   vnicTxSubject,
@@ -38,6 +40,7 @@ import type { HypercallClient } from './hypercalls.ts';
 import type { OsProfile } from './os-profiles.ts';
 import type { ServerApp } from './app.ts';
 import { Stressor } from './stressors.ts';
+import { GuestFaults } from './faults.ts';
 
 export interface GuestSpec {
   app: AppKind;
@@ -60,6 +63,10 @@ export interface GuestDeps {
   logger: Logger;
   /** Called when the guest has powered itself off (ACPI shutdown). */
   onPowerOff: (reason: string) => void;
+  /** Ends the process with a failure (an injected crash or a panic): exits non-zero. */
+  onCrash?: (reason: string) => void;
+  /** Opens a new bus connection like the first (after an injected disconnect). */
+  reconnect?: () => Promise<NatsConnection>;
 }
 
 /** The guest's read size while booting: what a kernel's readahead asks for. */
@@ -79,18 +86,36 @@ export class Guest {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private seq = 0;
   private served = 0;
-  private inFlight = 0;
+  /** Client requests taken from the vNIC and not answered yet. */
+  private readonly requests = new Set<VnicRx>();
   private accepting = false;
   private readonly startedAt: number;
   /** The stressor running now, or the last one (its figures stay in the heartbeat). */
   private stressor: Stressor | undefined;
   private readonly stressRng: Rng;
+  /** Injected faults acted out over time (leak, garbage). */
+  private readonly faults: GuestFaults;
 
   private constructor(deps: GuestDeps) {
     this.d = deps;
     this.app = deps.app;
     this.startedAt = performance.now();
     this.stressRng = createRng(`stress/${deps.vm}`);
+    const { ns, vm } = deps;
+    this.faults = new GuestFaults({
+      machine: deps.machine,
+      clock: deps.clock,
+      logger: deps.logger,
+      rng: createRng(`faults/${vm}`),
+      publish: (subject, data) => this.d.nc.publish(subject, data),
+      subjects: [hypercallSubject(ns, vm), heartbeatSubject(ns, vm), guestStatusSubject(ns, vm), vnicTxSubject(ns, vm)],
+      panic: (reason) => void this.crash(reason),
+    });
+  }
+
+  /** The bus connection in use now (a new one after an injected disconnect). */
+  get connection(): NatsConnection {
+    return this.d.nc;
   }
 
   static create(deps: GuestDeps): Guest {
@@ -98,6 +123,7 @@ export class Guest {
   }
 
   private status(s: Omit<GuestStatus, 'pid'>): void {
+    if (this.d.nc.isClosed()) return;
     this.d.nc.publish(guestStatusSubject(this.d.ns, this.d.vm), encode({ ...s, pid: process.pid }));
   }
 
@@ -176,11 +202,12 @@ export class Guest {
       this.d.logger.warn({ err: (e as Error).message }, 'dropped a bad frame');
       return;
     }
-    this.inFlight++;
+    this.requests.add(rx);
     const reply = (res: unknown): void => {
-      this.inFlight--;
+      this.requests.delete(rx);
       this.served++;
-      this.d.nc.publish(vnicTxSubject(this.d.ns, this.d.vm), encode({ cid: rx.cid, res }));
+      // The bus may be gone (an injected disconnect): the client's connection times out.
+      if (!this.d.nc.isClosed()) this.d.nc.publish(vnicTxSubject(this.d.ns, this.d.vm), encode({ cid: rx.cid, res }));
     };
     this.app.handle(rx.req).then(reply, (e: unknown) => {
       const ve = toVmsimError(e);
@@ -194,6 +221,8 @@ export class Guest {
       const ctl = decode(m.data, GuestControl, 'control message');
       if (ctl.cmd === 'shutdown') void this.shutdown(ctl.reason);
       else if (ctl.cmd === 'stress') this.startStress(ctl.kind, ctl.durationMs);
+      else if (ctl.cmd === 'fault') this.startFault(ctl.kind, ctl.durationMs);
+      else if (ctl.cmd === 'fault-stop') this.faults.stop('stop requested');
       else void this.stressor?.stop('stop requested');
     } catch (e) {
       this.d.logger.warn({ err: (e as Error).message }, 'bad control message');
@@ -218,8 +247,73 @@ export class Guest {
     );
   }
 
+  /** Acts out an injected fault (see FAULT_KINDS). */
+  private startFault(kind: GuestFaultKind, durationMs: number | undefined): void {
+    const { logger, clock } = this.d;
+    switch (kind) {
+      case 'crash':
+        void this.crash('fault injected: crash (the guest kernel panics)');
+        return;
+      case 'hang':
+        logger.warn({ durationMs }, 'fault: hang (the event loop blocks)');
+        // After this handler returns, so the control message counts as handled.
+        setImmediate(() => {
+          const end = durationMs === undefined ? Infinity : clock.now() + durationMs;
+          // The thread blocks: no timer, heartbeat or message runs until it ends (or the
+          // process is killed). Atomics.wait rather than a spin: the real core stays free, so
+          // the neighbours' wall-time figures show the simulation, not this process burning it.
+          const cell = new Int32Array(new SharedArrayBuffer(4));
+          while (clock.now() < end) Atomics.wait(cell, 0, 0, 20);
+          logger.warn({ durationMs }, 'fault: hang over');
+        });
+        return;
+      case 'disconnect':
+        void this.disconnect(durationMs);
+        return;
+      case 'leak':
+      case 'garbage':
+        this.faults.start(kind, durationMs);
+        return;
+    }
+  }
+
+  /** Reports the failure to the hypervisor, then ends the process non-zero. */
+  private async crash(reason: string): Promise<void> {
+    this.d.logger.error({ reason }, 'guest crash');
+    this.accepting = false;
+    try {
+      this.status({ phase: 'failed', reason });
+      await this.d.nc.flush();
+    } catch {
+      // The bus is gone: the exit code alone says it.
+    }
+    (this.d.onCrash ?? (() => process.exit(70)))(reason);
+  }
+
+  /** Closes the bus connection; with a duration, opens a new one afterwards and serves again. */
+  private async disconnect(durationMs: number | undefined): Promise<void> {
+    const { logger, clock } = this.d;
+    logger.warn({ durationMs }, 'fault: dropping the bus connection');
+    this.faults.stop('the bus connection is dropped');
+    for (const s of this.subs.splice(0)) s.unsubscribe();
+    await this.d.nc.close().catch(() => undefined);
+    if (durationMs === undefined || !this.d.reconnect) return;
+    await new Promise<void>((r) => clock.at(clock.now() + durationMs, r));
+    try {
+      const nc = await this.d.reconnect();
+      this.d.nc = nc;
+      this.d.machine.setConnection(nc);
+      await this.startServing();
+      logger.warn({ durationMs }, 'fault: disconnect over, reconnected with a new connection');
+    } catch (e) {
+      void this.crash(`could not reconnect to the bus: ${(e as Error).message}`);
+    }
+  }
+
   private startHeartbeat(): void {
     const beat = (): void => {
+      // Disconnected (an injected fault): the silence is the point.
+      if (this.d.nc.isClosed()) return;
       this.d.nc.publish(
         heartbeatSubject(this.d.ns, this.d.vm),
         encode({
@@ -228,7 +322,8 @@ export class Guest {
           uptimeMs: performance.now() - this.startedAt,
           lagMs: this.lag.sample().p99Ms,
           served: this.served,
-          inFlight: this.inFlight,
+          inFlight: this.requests.size,
+          pending: { hypercalls: this.d.machine.pending, requests: this.requests.size },
           app: { ...this.app.figures(), ...this.stressor?.figures() },
         }),
       );
@@ -245,7 +340,7 @@ export class Guest {
     void this.stressor?.stop('the guest is shutting down');
     this.status({ phase: 'stopping', reason });
     const deadline = Date.now() + 5_000;
-    while (this.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    while (this.requests.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     try {
       await this.app.stop();
       await this.d.machine.flush(0);
@@ -257,6 +352,7 @@ export class Guest {
 
   stop(): void {
     void this.stressor?.stop('the guest is stopping');
+    this.faults.stop('the guest is stopping');
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     for (const s of this.subs.splice(0)) s.unsubscribe();
     this.lag.stop();

@@ -22,13 +22,15 @@ export interface FullMachine extends Machine {
  * under this guest's own inbox prefix, and the device answers that inbox directly.
  */
 export class HypercallClient implements FullMachine {
-  private readonly nc: NatsConnection;
+  private nc: NatsConnection;
   private readonly subject: string;
   private readonly timeoutMs: number;
   calls = 0;
   errors = 0;
   /** Simulated ms this guest's requests waited behind others in the hypervisor. */
   waitMs = 0;
+  /** Hypercalls sent and not answered (nor timed out) yet: one entry each, removed when it settles. */
+  private readonly outstanding = new Set<Hypercall>();
 
   constructor(nc: NatsConnection, subject: string, timeoutMs: number) {
     this.nc = nc;
@@ -36,8 +38,27 @@ export class HypercallClient implements FullMachine {
     this.timeoutMs = timeoutMs;
   }
 
+  get pending(): number {
+    return this.outstanding.size;
+  }
+
+  /** A new bus connection (the guest reconnected after dropping its own). */
+  setConnection(nc: NatsConnection): void {
+    this.nc = nc;
+  }
+
   async call(hc: Hypercall): Promise<Uint8Array | undefined> {
     this.calls++;
+    const entry = { ...hc };
+    this.outstanding.add(entry);
+    try {
+      return await this.send(hc);
+    } finally {
+      this.outstanding.delete(entry);
+    }
+  }
+
+  private async send(hc: Hypercall): Promise<Uint8Array | undefined> {
     let bytes: Uint8Array;
     try {
       bytes = (await this.nc.request(this.subject, encode(hc), { timeout: this.timeoutMs })).data;

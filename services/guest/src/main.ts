@@ -14,6 +14,7 @@ import {
   validate,
   GUEST_OSES,
   APP_KINDS,
+  busAuthFromEnv,
 } from '@vmsim/shared';
 import { createApp } from './apps.ts';
 import { Guest } from './guest.ts';
@@ -27,6 +28,8 @@ const Spec = z.object({
   memoryMiB: z.number().int().min(1),
   disks: z.array(z.object({ index: z.number().int().min(0), sizeBytes: z.number().int().min(0) })).min(1),
   heartbeatMs: z.number().int().min(10).default(1000),
+  /** db: acknowledge before flushing (the VM definition's unsafe teaching toggle). */
+  ackBeforeFlush: z.boolean().default(false),
 });
 
 const Env = BaseEnv.extend({
@@ -44,16 +47,17 @@ async function main(): Promise<void> {
   const ns = namespace(cfg.VMSIM_NS);
   const life = Lifecycle.create(logger, { stepTimeoutMs: 5_000 });
   life.installSignalHandlers();
-  const nc = await connectBus({
+  const busOptions = {
     url: cfg.NATS_URL,
     name: `guest-${cfg.VMSIM_VM}`,
     inboxPrefix: guestInboxPrefix(ns, cfg.VMSIM_VM),
     logger,
-    user: cfg.NATS_USER,
-    pass: cfg.NATS_PASS,
-    token: cfg.NATS_TOKEN,
-  });
-  life.onStop('drain bus', () => nc.drain());
+    auth: busAuthFromEnv(cfg),
+  };
+  const nc = await connectBus(busOptions);
+  // The connection in use at the end (an injected disconnect replaces the first one).
+  let current = nc;
+  life.onStop('drain bus', () => (current.isClosed() ? undefined : current.drain()));
   // A hypercall waits in simulated time (16 guests booting on 4 cores queue their boot
   // bursts for a simulated second or more): at a higher time scale it may wait longer.
   const timeoutMs = cfg.VMSIM_HYPERCALL_TIMEOUT_MS ?? Math.max(30_000, 3_000 * cfg.VMSIM_TIME_SCALE);
@@ -61,7 +65,15 @@ async function main(): Promise<void> {
   const clock = new RealClock(cfg.VMSIM_TIME_SCALE);
   const os = OS_PROFILES[spec.os];
   const disk = spec.disks[0]!;
-  const app = createApp(spec.app, { machine, os, clock, logger, disk: disk.index, diskBytes: disk.sizeBytes });
+  const app = createApp(spec.app, {
+    machine,
+    os,
+    clock,
+    logger,
+    disk: disk.index,
+    diskBytes: disk.sizeBytes,
+    ackBeforeFlush: spec.ackBeforeFlush,
+  });
   const guest = Guest.create({
     nc,
     ns,
@@ -73,6 +85,9 @@ async function main(): Promise<void> {
     clock,
     logger,
     onPowerOff: (reason) => void life.stop(`power off: ${reason}`).then(() => process.exit(0)),
+    // A crash skips the orderly stop: the process just dies, non-zero.
+    onCrash: () => process.exit(70),
+    reconnect: async () => (current = await connectBus(busOptions)),
   });
   life.onStop('stop guest', () => guest.stop());
   try {

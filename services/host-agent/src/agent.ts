@@ -15,6 +15,7 @@ import {
   HwDiskOp as HwDiskOpSchema,
   HwNicOp,
   MemAllocRequest,
+  ReplySubject,
   MemFreeRequest,
   VmsimError,
   decode,
@@ -66,11 +67,19 @@ export class HostAgent {
 
   async start(): Promise<void> {
     const { nc, ns, host, logger } = this.d;
-    this.subs.push(nc.subscribe(hardwareSubjects.cpu(ns, host), { callback: (_e, m) => this.onCpu(m) }));
-    this.subs.push(nc.subscribe(hardwareSubjects.anyDisk(ns, host), { callback: (_e, m) => this.onDisk(m) }));
-    this.subs.push(nc.subscribe(hardwareSubjects.anyNic(ns, host), { callback: (_e, m) => this.onNic(m) }));
+    const on = (subject: string, fn: (m: Msg) => void) =>
+      nc.subscribe(subject, {
+        callback: (err, m) => {
+          if (err) logger.error({ err, subject }, 'subscription error');
+          else fn(m);
+        },
+      });
+    this.subs.push(on(hardwareSubjects.cpu(ns, host), (m) => this.onCpu(m)));
+    this.subs.push(on(hardwareSubjects.anyDisk(ns, host), (m) => this.onDisk(m)));
+    this.subs.push(on(hardwareSubjects.anyNic(ns, host), (m) => this.onNic(m)));
     this.subs.push(serve(nc, hardwareSubjects.inventory(ns, host), EmptyRequest, () => this.inventory(), logger));
     this.subs.push(serve(nc, hardwareSubjects.utilization(ns, host), EmptyRequest, () => this.utilization(), logger));
+    this.subs.push(serve(nc, hardwareSubjects.stats(ns, host), EmptyRequest, () => this.stats(), logger));
     this.subs.push(
       serve(
         nc,
@@ -101,7 +110,13 @@ export class HostAgent {
       ),
     );
     await nc.flush();
-    nc.publish(hardwareSubjects.hello(ns, host), encode({ host, bootId: this.d.bootId }));
+    this.hello('boot');
+  }
+
+  /** Tells the hypervisor who we are: after a boot, or after the bus came back. */
+  hello(reason: 'boot' | 'reconnect'): void {
+    const { nc, ns, host } = this.d;
+    nc.publish(hardwareSubjects.hello(ns, host), encode({ host, bootId: this.d.bootId, reason }));
   }
 
   async stop(): Promise<void> {
@@ -134,6 +149,35 @@ export class HostAgent {
     };
   }
 
+  /** What is in flight now, from the device models themselves (no side effect, unlike utilization). */
+  stats() {
+    const inFlight: Record<string, number> = {};
+    for (const d of this.d.hardware.inFlight()) inFlight[d.device] = d.inFlight;
+    let flushing = 0;
+    for (const s of this.d.stores.values()) flushing += s.flushesInProgress;
+    return {
+      host: this.d.host,
+      bootId: this.d.bootId,
+      inFlight,
+      pendingDone: this.pendingDone.length,
+      flushing,
+      rejected: this.rejected,
+    };
+  }
+
+  /**
+   * Publishes where an operation said its answer goes. A subject the client library refuses
+   * (or a closed connection) costs that answer only, never the process: this runs in device
+   * timers, where a throw would be uncaught.
+   */
+  private send(subject: string, data: Uint8Array): void {
+    try {
+      this.d.nc.publish(subject, data);
+    } catch (e) {
+      this.d.logger.warn({ err: (e as Error).message, subject: subject.slice(0, 128) }, 'could not publish');
+    }
+  }
+
   /** Refuses an operation: an error to whoever waits for it, and the slot back to the hypervisor. */
   private refuse(msg: Msg, err: unknown, device: string): void {
     const e = toVmsimError(err);
@@ -145,11 +189,13 @@ export class HostAgent {
       raw = undefined;
     }
     this.d.logger.warn({ code: e.code, err: e.message, subject: msg.subject }, 'operation refused');
-    if (raw && typeof raw.replyTo === 'string' && raw.replyTo.length > 0) {
-      this.d.nc.publish(raw.replyTo, encode(errorReply(e.code, e.message)));
-    }
-    if (raw && typeof raw.t === 'number') {
-      this.done({ t: raw.t, device, ok: false, serviceMs: 0 });
+    const reply = encode(errorReply(e.code, e.message));
+    if (raw && ReplySubject.safeParse(raw.replyTo).success) this.send(raw.replyTo as string, reply);
+    // The hypervisor never sets a NATS reply on these; anyone else who does gets the error too.
+    if (msg.reply && msg.reply !== raw?.replyTo) this.send(msg.reply, reply);
+    // Only a well-formed ticket goes on `done`: a bad item must not spoil the batch it joins.
+    if (raw && Number.isSafeInteger(raw.t) && (raw.t as number) >= 0) {
+      this.done({ t: raw.t as number, device: device.slice(0, 64), ok: false, serviceMs: 0 });
     }
   }
 
@@ -160,13 +206,13 @@ export class HostAgent {
       setImmediate(() => {
         const done = this.pendingDone;
         this.pendingDone = [];
-        this.d.nc.publish(this.doneSubject, encode({ done }));
+        this.send(this.doneSubject, encode({ done }));
       });
     }
   }
 
   private finish(t: number, device: string, replyTo: string, reply: unknown, serviceMs: number): void {
-    this.d.nc.publish(replyTo, encode(reply));
+    this.send(replyTo, encode(reply));
     this.done({ t, device, ok: true, serviceMs });
   }
 
@@ -237,7 +283,7 @@ export class HostAgent {
       const op = decode(msg.data, HwNicOp, 'NIC operation');
       this.d.hardware.runNic(nicId, dir, op.bytes, (serviceMs) => {
         // The frame arrives where it was sent: a guest's vNIC or a client's reply subject.
-        this.d.nc.publish(op.replyTo, op.frame);
+        this.send(op.replyTo, op.frame);
         this.done({ t: op.t, device, ok: true, serviceMs });
       });
     } catch (e) {

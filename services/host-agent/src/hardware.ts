@@ -85,6 +85,16 @@ export class Hardware {
     });
   }
 
+  /** Operations on each device now (utilization() also has them, but restarts its windows). */
+  inFlight(): { device: string; inFlight: number }[] {
+    const out = [{ device: 'cpu', inFlight: this.cpu.inFlight }];
+    for (const d of this.disks.values()) out.push({ device: `disk.${d.id}`, inFlight: d.timing.inFlight });
+    for (const [id, links] of this.nics) {
+      for (const dir of ['rx', 'tx'] as const) out.push({ device: `nic.${id}.${dir}`, inFlight: links[dir].inFlight });
+    }
+    return out;
+  }
+
   /** Per-device figures since the previous call. */
   utilization(): DeviceUtil[] {
     const now = this.clock.now();

@@ -3,7 +3,16 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import { BaseEnv, Lifecycle, RealClock, connectBus, createLogger, loadConfig, namespace } from '@vmsim/shared';
+import {
+  BaseEnv,
+  Lifecycle,
+  RealClock,
+  connectBus,
+  createLogger,
+  loadConfig,
+  namespace,
+  busAuthFromEnv,
+} from '@vmsim/shared';
 import { HostAgent } from './agent.ts';
 import { BlockStore } from './devices/block-store.ts';
 import { Hardware } from './hardware.ts';
@@ -39,14 +48,16 @@ async function main(): Promise<void> {
     return Promise.all([...stores.values()].map((s) => s.flush())).then(() => stores.forEach((s) => s.close()));
   });
   const hardware = new Hardware(profile, clock);
+  let afterReconnect = (): void => undefined;
   const nc = await connectBus({
     url: cfg.NATS_URL,
     name: `host-agent-${cfg.VMSIM_HOST}`,
     logger,
     waitOnFirstConnect: true,
-    user: cfg.NATS_USER,
-    pass: cfg.NATS_PASS,
-    token: cfg.NATS_TOKEN,
+    events: { ns: namespace(cfg.VMSIM_NS), host: cfg.VMSIM_HOST, svc: 'host-agent' },
+    // Completions and work sent while we were away are lost: the hypervisor must hear we are back.
+    onReconnect: () => afterReconnect(),
+    auth: busAuthFromEnv(cfg),
   });
   life.onStop('drain bus', () => nc.drain());
   const bootId = randomUUID();
@@ -63,6 +74,7 @@ async function main(): Promise<void> {
   });
   life.onStop('stop intake', () => agent.stop());
   await agent.start();
+  afterReconnect = () => agent.hello('reconnect');
   logger.info(
     {
       profile: profile.name,

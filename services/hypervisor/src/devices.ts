@@ -7,7 +7,7 @@ import type {
   NicDirection,
   VmDefinition,
 } from '@vmsim/shared';
-import { ErrorCode, VmsimError, encode, hardwareSubjects } from '@vmsim/shared';
+import { ErrorCode, VmsimError, encode, errorReply, hardwareSubjects } from '@vmsim/shared';
 import { ResourceScheduler, type Job, type Policy } from './scheduler.ts';
 
 /** One operation waiting for a device: where it goes and what it carries. */
@@ -22,6 +22,12 @@ export interface DeviceRequest {
    * hypercall is answered by the frame itself, and that answer carries the wait.
    */
   frameAt?: (waitMs: number) => Uint8Array;
+  /**
+   * Who to tell when the device loses the operation (it restarted, the bus went away), for
+   * work that is not a guest's hypercall (those are answered at their replyTo): a client
+   * frame's connection, say.
+   */
+  onLost?: (why: string) => void;
 }
 
 interface InFlight {
@@ -31,7 +37,12 @@ interface InFlight {
   /** What the scheduler charged for it, returned at completion. */
   cost: number;
   dispatchedWallMs: number;
+  /** Tells the waiting guest or client, should the device never answer. */
+  onLost: ((why: string) => void) | undefined;
 }
+
+/** Device work that answers a guest's hypercall (the rest is the VMM's own: host work, swap, client frames). */
+const HYPERCALL_KINDS = new Set(['cpu', 'disk.read', 'disk.write', 'disk.flush', 'net.send', 'net.recv']);
 
 export interface DeviceEvents {
   dispatched(vm: string, kind: string, waitMs: number): void;
@@ -108,6 +119,13 @@ export class HostDevices {
     return this.inFlight.size;
   }
 
+  /** Requests waiting in the schedulers' queues, every device. */
+  get queuedCount(): number {
+    let n = 0;
+    for (const s of this.all()) n += s.queued;
+    return n;
+  }
+
   /** Simulated ms one core needs for `cycles`. */
   cpuCost(cycles: number): number {
     return cycles / (this.profile.cpu.mhz * 1000);
@@ -167,35 +185,55 @@ export class HostDevices {
 
   private dispatch(sched: ResourceScheduler<DeviceRequest>, job: Job<DeviceRequest>, waitMs: number): void {
     const t = this.nextTicket++;
-    this.inFlight.set(t, { sched, vm: job.vm, kind: job.payload.kind, cost: job.cost, dispatchedWallMs: Date.now() });
-    this.events.dispatched(job.vm, job.payload.kind, waitMs);
     const { body, frameAt } = job.payload;
+    const replyTo =
+      HYPERCALL_KINDS.has(job.payload.kind) && typeof body['replyTo'] === 'string' ? body['replyTo'] : undefined;
+    const kind = job.payload.kind;
+    const onLost =
+      job.payload.onLost ??
+      (replyTo
+        ? (why: string) =>
+            // The guest would otherwise wait out its own hypercall timeout (tens of seconds)
+            // for an answer that cannot come: tell it now, as a device that went away would.
+            this.nc.publish(
+              replyTo,
+              encode(errorReply(ErrorCode.HOST_UNAVAILABLE, `${kind} lost on ${sched.name}: ${why}`)),
+            )
+        : undefined);
+    this.inFlight.set(t, { sched, vm: job.vm, kind, cost: job.cost, dispatchedWallMs: Date.now(), onLost });
+    this.events.dispatched(job.vm, job.payload.kind, waitMs);
     this.nc.publish(
       job.payload.subject,
       encode({ ...body, ...(frameAt ? { frame: frameAt(waitMs) } : {}), t, vm: job.vm, waitMs }),
     );
   }
 
-  /** A device says it finished ticket `t`. */
-  onDone(t: number, ok: boolean): void {
+  /**
+   * A device says it finished ticket `t`. A completion naming another device than the one
+   * the ticket went to is not this ticket's (a stray or forged message): it frees nothing.
+   */
+  onDone(t: number, ok: boolean, device?: string): boolean {
     const f = this.inFlight.get(t);
-    if (!f) return;
+    if (!f) return false;
+    if (device !== undefined && device !== f.sched.name) return false;
     this.inFlight.delete(t);
     if (!ok) this.events.failed(f.vm, f.kind);
     f.sched.complete(f.vm, f.cost);
+    return true;
   }
 
   /**
    * Frees slots whose completion never came (the host-agent restarted or lost a message),
    * so a lost message cannot shrink a device for ever. Returns how many were released.
    */
-  releaseStale(olderThanWallMs: number): number {
+  releaseStale(olderThanWallMs: number, why = 'its completion never came'): number {
     const cutoff = Date.now() - olderThanWallMs;
     let n = 0;
     for (const [t, f] of this.inFlight) {
       if (f.dispatchedWallMs <= cutoff) {
         this.inFlight.delete(t);
         f.sched.complete(f.vm, f.cost);
+        f.onLost?.(why);
         n++;
       }
     }
@@ -203,7 +241,7 @@ export class HostDevices {
     return n;
   }
 
-  releaseAll(): number {
-    return this.releaseStale(-1);
+  releaseAll(why: string): number {
+    return this.releaseStale(-1, why);
   }
 }

@@ -15,12 +15,16 @@ import type {
   ResourceLimits,
   StressKind,
   TimerHandle,
+  FaultSpec,
+  WatchdogConfig,
+  FaultEventInfo,
 } from '@vmsim/shared';
 import {
   ErrorCode,
   GuestStatus,
   Heartbeat,
-  HwDone,
+  HwDoneBatch,
+  HwDoneItem,
   HostHello,
   Hypercall,
   IngressRequest,
@@ -39,9 +43,11 @@ import {
   anyVnicTxSubject,
   call,
   decode,
+  decodeRaw,
   encode,
   errorReply,
   guestControlSubject,
+  isGuestReplySubject,
   hardwareSubjects,
   ingressVmName,
   mgmtSubject,
@@ -60,7 +66,17 @@ import { ConnectionTable } from './connections.ts';
 import { HOST_FLOW, HOST_FLOW_WEIGHT, HostWork, OVERHEADS } from './host-os.ts';
 import { HostDevices } from './devices.ts';
 import { GuestMemory } from './memory-adapter.ts';
-import { DefinitionStore, diskBytes, newRecord, opFigures, toInfo, type VmRecord } from './registry.ts';
+import {
+  DefinitionStore,
+  diskBytes,
+  newRecord,
+  opFigures,
+  toInfo,
+  type PersistedVm,
+  type VmRecord,
+} from './registry.ts';
+import { AdoptedProcess, decideAdoption, isGuestProcess, probeProcess } from './adoption.ts';
+import { Chaos } from './faults.ts';
 import type { Policy } from './scheduler.ts';
 import { ACTIVE_STATES, nextState, type VmCommand } from './vm-state.ts';
 
@@ -79,8 +95,8 @@ export interface HypervisorConfig {
   /** Node flags for guest processes (a small young generation keeps an idle guest small). */
   guestNodeArgs: string[];
   natsUrl: string;
-  /** Bus credentials the guests connect with (per-guest credentials are issue 6's). */
-  natsAuth: { user: string; pass: string } | undefined;
+  /** Mints (or finds) a VM's own bus user, confined to its subjects; none: guests connect without credentials. */
+  guestCredentials?: ((vm: string) => Promise<{ jwt: string; seed: string }>) | undefined;
   logLevel: string;
   heartbeatMs: number;
   watchdogMs: number;
@@ -121,12 +137,36 @@ export class Hypervisor {
   private timers: NodeJS.Timeout[] = [];
   private readonly hostWork: HostWork;
   private stopping = false;
+  /** Who wrote the definitions file (a restarted hypervisor finds its predecessor's guests by it). */
+  private readonly self = { pid: process.pid, startedAt: Date.now() };
+  /** Re-adopted guests not heard from yet under this hypervisor. */
+  private readonly unconfirmed = new Set<string>();
+  /** VMs this hypervisor's own shutdown powers off: the next one starts them again. */
+  private readonly resumeNext = new Set<string>();
+  /** Since when our bus connection is down (wall ms): no heartbeat can reach us meanwhile. */
+  private busDownSince: number | null = null;
   /** When a stressor started for a fixed time ends, per VM (simulated time). */
   private readonly stressTimers = new Map<string, TimerHandle>();
+  /** Fault injection, the per-VM watchdog and `degraded` detection. */
+  private readonly chaos: Chaos;
 
   private constructor(deps: HypervisorDeps) {
     this.d = deps;
     this.cfg = deps.config;
+    this.chaos = new Chaos({
+      clock: deps.clock,
+      logger: deps.logger,
+      heartbeatMs: deps.config.heartbeatMs,
+      event: (rec, kind, reason, extra) => this.chaosEvent(rec, kind, reason, extra),
+      guestControl: (name, ctl) => this.d.nc.publish(guestControlSubject(this.d.ns, name), encode(ctl)),
+      stress: (name, kind, durationMs) => void this.stressVm({ name, kind, durationMs }),
+      unstress: (name) => void this.unstressVm(name),
+      powerOff: (rec, cmd, reason) => this.powerOff(rec, cmd, reason),
+      pause: (rec, reason) => {
+        rec.proc?.kill('SIGSTOP');
+        this.transition(rec, 'pause', reason);
+      },
+    });
     this.store = new DefinitionStore(deps.config.dataDir);
     this.hostWork = new HostWork({ ...OVERHEADS[deps.config.type], reservedMiB: deps.config.reservedMiB });
   }
@@ -159,6 +199,11 @@ export class Hypervisor {
           if (!rec) return;
           if (kind === 'net.rx' || kind === 'net.tx') rec.net.waitMs += waitMs;
           else opFigures(rec, kind).waitMs += waitMs;
+          // Hypercalls only: the switch's frames to and from clients are not the guest's calls.
+          if (kind !== 'net.rx' && kind !== 'net.tx') {
+            rec.chaos.heldMs += waitMs;
+            rec.chaos.dispatched++;
+          }
         },
         failed: (vm, kind) => {
           const rec = this.vms.get(vm);
@@ -170,7 +215,8 @@ export class Hypervisor {
       inv.profile.disks.map((x) => ({ id: x.id, capacityBytes: Math.floor(x.capacityGiB * 1024 ** 3) })),
     );
     this.connections = new ConnectionTable(this.d.clock, { timeoutMs: this.cfg.connectionTimeoutMs, maxOpen: 100_000 });
-    for (const p of this.store.load()) {
+    const persisted = this.store.loadAll();
+    for (const p of persisted.vms) {
       this.allocator.claim(p.extents);
       const rec = newRecord(p.def, p.uuid, p.definedAt, p.extents);
       rec.reason = 'definition loaded at hypervisor start';
@@ -218,10 +264,18 @@ export class Hypervisor {
     sub(anyIngressSubject(ns, host), (m) => this.onIngress(m));
     sub(anyVnicTxSubject(ns), (m) => this.onVnicTx(m));
     sub(hardwareSubjects.hello(ns, host), (m) => this.onHostHello(m));
+    // Before the API answers: a client sees every VM as it really is.
+    this.adoptGuests(persisted.vms, persisted.hypervisor);
     this.serveApi();
 
     this.timers.push(setInterval(() => this.watchdog(), Math.max(100, Math.min(500, this.cfg.heartbeatMs / 2))));
     this.timers.push(setInterval(() => this.expireConnections(), 500));
+    // Health intervals: long enough to hold a few hypercalls of a lightly loaded VM.
+    this.timers.push(
+      setInterval(() => {
+        for (const rec of this.vms.values()) this.chaos.sampleHealth(rec);
+      }, 500),
+    );
     // The host side's work is kernel and VMM work: it preempts guests rather than take turns.
     this.devices.cpu.configureVm(HOST_FLOW, { weight: HOST_FLOW_WEIGHT });
     this.timers.push(
@@ -253,6 +307,7 @@ export class Hypervisor {
     for (const rec of this.vms.values()) clearTimeout(rec.restartTimer);
     for (const t of this.stressTimers.values()) this.d.clock.cancel(t);
     this.stressTimers.clear();
+    for (const rec of this.vms.values()) if (rec.chaos.faultTimer) this.d.clock.cancel(rec.chaos.faultTimer);
     for (const s of this.subs.splice(0)) s.unsubscribe();
     this.memory?.stop();
     const exits: Promise<void>[] = [];
@@ -262,6 +317,7 @@ export class Hypervisor {
         const proc = rec.proc;
         exits.push(new Promise<void>((r) => proc.once('exit', () => r())));
         poweredOff.push(rec.def.name);
+        if (rec.state !== 'stopping') this.resumeNext.add(rec.def.name);
         this.powerOff(rec, 'destroy', `hypervisor stopping: ${reason}`);
       }
     }
@@ -312,6 +368,158 @@ export class Hypervisor {
     );
     // A stressor is a guest's process: it ends with the guest (a paused one keeps it, frozen).
     if (rec.stress !== null && to !== 'running' && to !== 'paused') this.endStress(rec, `the VM is ${to}`);
+    // So is a fault: it was injected into that process.
+    if (to !== 'running' && to !== 'paused' && to !== 'starting') this.chaos.onProcessEnd(rec, to);
+    this.persist();
+  }
+
+  /** Definitions with every VM's run, so a restarted hypervisor finds its guests. */
+  private persist(): void {
+    try {
+      this.store.save(this.vms.values(), this.self, this.resumeNext);
+    } catch (e) {
+      this.log.error({ err: (e as Error).message }, 'could not save the VM definitions');
+    }
+  }
+
+  /**
+   * What the previous hypervisor left: per VM, take back a guest that lives on (it is not our
+   * child: its exit is polled), or mark one that died crashed and apply its crash policy.
+   */
+  private adoptGuests(vms: PersistedVm[], previous: { pid: number; startedAt: number } | undefined): void {
+    if (previous && previous.pid !== process.pid) {
+      const alive = probeProcess(previous.pid) !== 'gone';
+      this.log.info({ previousPid: previous.pid, alive }, 'taking over from the previous hypervisor');
+    }
+    const counts: Record<string, number> = {};
+    for (const p of vms) {
+      const rec = this.vms.get(p.def.name);
+      if (!rec) continue;
+      const name = rec.def.name;
+      const run = p.run;
+      const pid = run?.pid ?? null;
+      const probe =
+        pid === null ? undefined : { proc: probeProcess(pid), isGuest: isGuestProcess(pid, this.d.ns, name) };
+      const d = decideAdoption(run, probe);
+      counts[d.kind] = (counts[d.kind] ?? 0) + 1;
+      if (run) {
+        rec.restarts = run.restarts;
+        rec.startedAt = run.startedAt;
+        rec.bootMs = run.bootMs;
+      }
+      if (d.kind === 'keep') {
+        rec.state = d.state;
+        rec.reason = d.reason;
+        if (d.state === 'crashed') this.applyCrashPolicy(rec);
+        continue;
+      }
+      if (d.kind === 'start') {
+        rec.state = 'stopped';
+        this.startVm(name, d.reason).catch((e: unknown) => {
+          rec.reason = `start after the hypervisor restart failed: ${(e as Error).message}`;
+          this.log.error({ vm: name, err: (e as Error).message }, rec.reason);
+        });
+        continue;
+      }
+      // It was active: the transition goes from the state it had.
+      rec.state = run!.state;
+      rec.pid = pid;
+      if (d.kind === 'crashed' || d.kind === 'stopped') {
+        this.transition(rec, d.kind === 'crashed' ? 'crash' : 'exited', d.reason);
+        rec.pid = null;
+        this.release(rec);
+        if (d.kind === 'crashed') this.applyCrashPolicy(rec);
+        continue;
+      }
+      rec.startedWallMs = Date.now();
+      rec.lastHeartbeatWallMs = null;
+      this.chaos.onStart(rec);
+      this.devices.configureVm(name, rec.def);
+      this.memory.register(rec);
+      this.memory.restoreUsage(rec, run!.usedMiB);
+      // The host-agent kept its allocation (or lost it, when it restarted too): claim it again.
+      call(
+        this.d.nc,
+        hardwareSubjects.memAlloc(this.d.ns, this.d.host),
+        { owner: name, mib: this.residentMiB(rec.def) },
+        MemReply,
+      ).catch((e: unknown) => this.log.warn({ vm: name, err: (e as Error).message }, 'could not re-claim memory'));
+      const proc = new AdoptedProcess(pid!, Math.max(100, Math.min(500, this.cfg.heartbeatMs / 2)));
+      rec.proc = proc as unknown as VmRecord['proc'];
+      proc.once('exit', (code: number | null, signal: NodeJS.Signals | null) =>
+        this.onGuestExit(rec, rec.proc!, code, signal),
+      );
+      if (d.kind === 'kill-crash') this.powerOff(rec, 'crash', d.reason);
+      else if (d.kind === 'kill-stop') this.powerOff(rec, 'destroy', d.reason);
+      else {
+        // A guest frozen or thawed behind our back is put back in the state it was recorded in.
+        if (d.state === 'paused' && probe?.proc === 'alive') proc.kill('SIGSTOP');
+        if (d.state === 'running' && probe?.proc === 'stopped') proc.kill('SIGCONT');
+        rec.state = d.state;
+        rec.reason = d.reason;
+        this.unconfirmed.add(name);
+        this.log.info({ vm: name, pid, state: d.state }, `vm ${name}: ${d.reason}`);
+        this.d.nc.publish(
+          vmEventSubject(this.d.ns, this.d.host, name),
+          encode({ t: Date.now(), host: this.d.host, vm: name, from: d.state, to: d.state, reason: d.reason, pid }),
+        );
+      }
+    }
+    this.persist();
+    if (vms.length > 0) {
+      const summary = Object.entries(counts)
+        .map(([k, n]) => `${n} ${k}`)
+        .join(', ');
+      this.log.info({ counts }, `VMs found at start: ${summary}`);
+      this.publishServiceEvent('adoption', `VMs found at start: ${summary}`);
+    }
+  }
+
+  /** A fault, health or watchdog event: logged and published with its reason. */
+  private chaosEvent(
+    rec: VmRecord,
+    kind: 'fault' | 'health' | 'watchdog',
+    reason: string,
+    extra: { fault?: FaultEventInfo; health?: 'degraded' | 'recovered' } = {},
+  ): void {
+    const vm = rec.def.name;
+    const log = kind === 'fault' ? this.log.info.bind(this.log) : this.log.warn.bind(this.log);
+    log({ vm, kind, ...extra, reason }, `vm ${vm}: ${reason}`);
+    this.d.nc.publish(
+      vmEventSubject(this.d.ns, this.d.host, vm),
+      encode({
+        t: Date.now(),
+        host: this.d.host,
+        vm,
+        from: rec.state,
+        to: rec.state,
+        reason,
+        pid: rec.pid,
+        kind,
+        ...extra,
+      }),
+    );
+  }
+
+  /** Injects a fault into a running VM (see FAULT_KINDS). */
+  faultVm(req: { name: string } & FaultSpec): VmInfo {
+    const rec = this.get(req.name);
+    const { name: _name, ...spec } = req;
+    this.chaos.inject(rec, spec);
+    return toInfo(rec, Date.now());
+  }
+
+  /** Clears a VM's fault now; a VM without one is left as it is. */
+  unfaultVm(name: string): VmInfo {
+    const rec = this.get(name);
+    this.chaos.clear(rec, 'unfault requested');
+    return toInfo(rec, Date.now());
+  }
+
+  /** A malformed or schema-invalid message from a guest: counted; logged now and then, not each time (a flood). */
+  private badMessage(rec: VmRecord, what: string, err: string): void {
+    const n = ++rec.chaos.badMessages;
+    if (n === 1 || n % 1000 === 0) this.log.warn({ vm: rec.def.name, bad: n, err }, `bad ${what} (${n} so far)`);
   }
 
   /** A stressor started or stopped: logged and published as a VM event with its reason. */
@@ -447,7 +655,7 @@ export class Hypervisor {
     const extent = this.allocator.allocate(diskBytes(def));
     const rec = newRecord(def, randomUUID(), Date.now(), [extent]);
     this.vms.set(def.name, rec);
-    this.store.save(this.vms.values());
+    this.persist();
     this.log.info({ vm: def.name, def, extent }, `vm ${def.name}: defined`);
     this.d.nc.publish(
       vmEventSubject(this.d.ns, this.d.host, def.name),
@@ -472,7 +680,7 @@ export class Hypervisor {
     clearTimeout(rec.restartTimer);
     this.vms.delete(name);
     this.allocator.release(rec.disk.extents);
-    this.store.save(this.vms.values());
+    this.persist();
     this.log.info({ vm: name }, `vm ${name}: undefined`);
     this.d.nc.publish(
       vmEventSubject(this.d.ns, this.d.host, name),
@@ -486,6 +694,7 @@ export class Hypervisor {
     nextState(name, rec.state, 'start');
     admitMemory(this.memoryPlan(), this.committedMiB(), name, rec.def.memoryMiB);
     this.admitCpu(rec.def, this.activeGuests() + 1);
+    const creds = await this.cfg.guestCredentials?.(name);
     await call(
       this.d.nc,
       hardwareSubjects.memAlloc(this.d.ns, this.d.host),
@@ -499,16 +708,18 @@ export class Hypervisor {
     rec.expectExit = false;
     rec.bootMs = null;
     rec.lastHeartbeatWallMs = null;
+    rec.guestPending = null;
     rec.startedAt = Date.now();
     rec.startedWallMs = Date.now();
     this.devices.configureVm(name, rec.def);
     this.memory.register(rec);
+    this.chaos.onStart(rec);
     this.transition(rec, 'start', reason);
-    this.spawnGuest(rec);
+    this.spawnGuest(rec, creds);
     return toInfo(rec, Date.now());
   }
 
-  private spawnGuest(rec: VmRecord): void {
+  private spawnGuest(rec: VmRecord, creds: { jwt: string; seed: string } | undefined): void {
     const name = rec.def.name;
     const spec = {
       app: rec.def.app,
@@ -518,6 +729,7 @@ export class Hypervisor {
       disks: [{ index: 0, sizeBytes: rec.disk.sizeBytes }],
       heartbeatMs: this.cfg.heartbeatMs,
       seed: rec.uuid,
+      ackBeforeFlush: rec.def.ackBeforeFlush,
     };
     const proc = spawn(process.execPath, [...this.cfg.guestNodeArgs, this.cfg.guestEntry], {
       // A guest sees only what it needs: its bus, its identity and its hardware spec.
@@ -529,12 +741,14 @@ export class Hypervisor {
         VMSIM_TIME_SCALE: String(this.cfg.timeScale),
         LOG_LEVEL: this.cfg.logLevel,
         VMSIM_GUEST_SPEC: JSON.stringify(spec),
-        ...(this.cfg.natsAuth ? { NATS_USER: this.cfg.natsAuth.user, NATS_PASS: this.cfg.natsAuth.pass } : {}),
+        // Its own bus user, which can reach nothing but its own subjects.
+        ...(creds ? { NATS_JWT: creds.jwt, NATS_SEED: creds.seed } : {}),
       },
       stdio: ['ignore', 'inherit', 'inherit'],
     });
     rec.proc = proc;
     rec.pid = proc.pid ?? null;
+    this.persist();
     this.log.info({ vm: name, pid: rec.pid }, `vm ${name}: guest process spawned`);
     proc.once('error', (err) => {
       rec.guestReason = `guest process failed to start: ${err.message}`;
@@ -549,7 +763,12 @@ export class Hypervisor {
     signal: NodeJS.Signals | null,
   ): void {
     if (rec.proc !== proc) return;
-    const how = signal ? `killed by ${signal}` : `exited with code ${code}`;
+    // A re-adopted guest is not our child: nobody tells us how it ended.
+    const how = signal
+      ? `killed by ${signal}`
+      : code === null
+        ? `pid ${rec.pid} is gone (exit status unknown: a re-adopted guest)`
+        : `exited with code ${code}`;
     rec.proc = undefined;
     if (rec.shutdownTimer) clearTimeout(rec.shutdownTimer);
     rec.shutdownTimer = undefined;
@@ -559,7 +778,7 @@ export class Hypervisor {
       this.release(rec);
       return;
     }
-    if (rec.state === 'stopping' && code === 0) {
+    if (rec.state === 'stopping' && (code === 0 || (code === null && signal === null))) {
       this.transition(rec, 'exited', `guest shut down cleanly (${rec.reason})`);
     } else if (ACTIVE_STATES.includes(rec.state)) {
       const why = rec.guestReason ? `: ${rec.guestReason}` : '';
@@ -660,7 +879,14 @@ export class Hypervisor {
   }
 
   /** Changes a VM's shares and rate limits; a running VM's schedulers take them at once. */
-  tuneVm(req: { name: string; shares?: number | undefined; memoryMiB?: number | undefined } & ResourceLimits): VmInfo {
+  tuneVm(
+    req: {
+      name: string;
+      shares?: number | undefined;
+      memoryMiB?: number | undefined;
+      watchdog?: WatchdogConfig | undefined;
+    } & ResourceLimits,
+  ): VmInfo {
     const rec = this.get(req.name);
     const { name: _name, ...changes } = req;
     const next: VmDefinition = { ...rec.def };
@@ -680,7 +906,7 @@ export class Hypervisor {
       this.memory.resize(rec, next.memoryMiB);
     }
     rec.def = next;
-    this.store.save(this.vms.values());
+    this.persist();
     if (ACTIVE_STATES.includes(rec.state)) this.devices.configureVm(rec.def.name, rec.def);
     this.log.info({ vm: rec.def.name, changes }, `vm ${rec.def.name}: tuned`);
     // A limit below what the guest uses kills it, as cgroup memory.max would.
@@ -702,22 +928,18 @@ export class Hypervisor {
     rec.proc?.kill('SIGCONT');
     // Heartbeats stopped while it was frozen; give it a fresh interval before the watchdog looks.
     rec.lastHeartbeatWallMs = Date.now();
+    rec.chaos.watchdogFired = false;
     this.transition(rec, 'resume', 'resume requested');
+    if (rec.chaos.fault?.kind === 'pause') this.chaos.clear(rec, 'the VM was resumed');
     return toInfo(rec, Date.now());
   }
 
   private watchdog(): void {
+    if (this.busDownSince !== null) return;
     const now = Date.now();
     for (const rec of this.vms.values()) {
       if (rec.state === 'running') {
-        const last = rec.lastHeartbeatWallMs ?? rec.startedWallMs;
-        if (now - last > this.cfg.watchdogMs) {
-          this.powerOff(
-            rec,
-            'crash',
-            `watchdog: no heartbeat for ${now - last} ms (limit ${this.cfg.watchdogMs} ms): reset`,
-          );
-        }
+        this.chaos.watchdog(rec, now, this.cfg.watchdogMs);
       } else if (rec.state === 'starting' && now - rec.startedWallMs > this.cfg.bootTimeoutMs) {
         this.powerOff(rec, 'crash', `boot did not finish within ${this.cfg.bootTimeoutMs} ms`);
       }
@@ -752,11 +974,16 @@ export class Hypervisor {
     try {
       const hb = decode(m.data, Heartbeat, 'heartbeat');
       if (hb.pid !== rec.pid) return;
+      if (this.unconfirmed.delete(rec.def.name)) {
+        this.log.info({ vm: rec.def.name, pid: hb.pid }, `vm ${rec.def.name}: re-adopted guest heartbeats`);
+      }
+      this.chaos.onHeartbeat(rec);
       rec.lastHeartbeatWallMs = Date.now();
       rec.guestLagMs = hb.lagMs;
       rec.appFigures = hb.app;
+      rec.guestPending = hb.pending ?? null;
     } catch (e) {
-      this.log.warn({ vm: rec.def.name, err: (e as Error).message }, 'bad heartbeat');
+      this.badMessage(rec, 'heartbeat', (e as Error).message);
     }
   }
 
@@ -767,7 +994,7 @@ export class Hypervisor {
     try {
       st = decode(m.data, GuestStatus, 'guest status');
     } catch (e) {
-      this.log.warn({ vm: rec.def.name, err: (e as Error).message }, 'bad guest status');
+      this.badMessage(rec, 'guest status', (e as Error).message);
       return;
     }
     if (st.pid !== rec.pid) return;
@@ -791,10 +1018,30 @@ export class Hypervisor {
     return id === undefined ? undefined : this.vms.get(id);
   }
 
-  private onHypercall(m: Msg): void {
+  private onHypercall(m: Msg, delayed = false): void {
     const rec = this.recordOf(m.subject);
     if (!m.reply) {
-      if (rec) rec.hypercalls.rejected++;
+      if (rec) {
+        rec.hypercalls.rejected++;
+        this.badMessage(rec, 'hypercall', 'no reply subject');
+      }
+      return;
+    }
+    // A reply goes to the guest's own inbox, or to a tool's random `_INBOX.` one: a guest that
+    // named any other subject (another VM's, the hypervisor's completions, JetStream's API)
+    // would have the hypervisor or the host-agent publish its answer there for it.
+    if (rec && !isGuestReplySubject(m.reply, this.d.ns, rec.def.name)) {
+      rec.hypercalls.rejected++;
+      this.badMessage(rec, 'hypercall', "reply subject outside the guest's inbox");
+      return;
+    }
+    // A slow fault holds each hypercall before serving it; the hold counts as its wait.
+    const holdMs = rec && !delayed ? this.chaos.hypercallDelayMs(rec) : 0;
+    if (rec && holdMs > 0) {
+      this.d.clock.at(this.d.clock.now() + holdMs, () => {
+        rec.chaos.heldMs += holdMs;
+        this.onHypercall(m, true);
+      });
       return;
     }
     const reject = (code: string, message: string): void => {
@@ -810,6 +1057,7 @@ export class Hypervisor {
       hc = decode(m.data, Hypercall, 'hypercall');
     } catch (e) {
       const ve = toVmsimError(e);
+      this.badMessage(rec, 'hypercall', ve.message);
       reject(ve.code, ve.message);
       return;
     }
@@ -916,38 +1164,96 @@ export class Hypervisor {
   }
 
   private onDone(m: Msg): void {
+    // Item by item: one bad completion in a batch must not cost the good ones their slots.
+    let items: unknown[];
     try {
-      for (const d of decode(m.data, HwDone, 'device completions').done) this.devices.onDone(d.t, d.ok);
+      items = decode(m.data, HwDoneBatch, 'device completions').done;
     } catch (e) {
       this.log.warn({ err: (e as Error).message }, 'bad device completion');
+      return;
     }
+    let bad = 0;
+    for (const item of items) {
+      const d = HwDoneItem.safeParse(item);
+      if (d.success) this.devices.onDone(d.data.t, d.data.ok, d.data.device);
+      else bad++;
+    }
+    if (bad > 0) this.log.warn({ bad, of: items.length }, 'bad device completions ignored');
   }
 
   private onHostHello(m: Msg): void {
     try {
       const hello = decode(m.data, HostHello, 'host hello');
-      if (hello.bootId === this.hostAgentBootId) return;
-      this.hostAgentBootId = hello.bootId;
-      const released = this.devices.releaseAll();
-      this.log.warn({ bootId: hello.bootId, released }, 'host-agent restarted: its in-flight work is lost');
-      this.publishServiceEvent(
-        'host-agent-restarted',
-        `host-agent came back with boot id ${hello.bootId}; ${released} operations lost`,
-      );
-      // Its RAM model starts empty: claim again what running VMs hold.
-      for (const rec of this.vms.values()) {
-        if (!ACTIVE_STATES.includes(rec.state)) continue;
-        call(
-          this.d.nc,
-          hardwareSubjects.memAlloc(this.d.ns, this.d.host),
-          { owner: rec.def.name, mib: this.residentMiB(rec.def) },
-          MemReply,
-        ).catch((e: unknown) =>
-          this.log.warn({ vm: rec.def.name, err: (e as Error).message }, 'could not re-claim memory'),
-        );
+      if (hello.bootId === this.hostAgentBootId && hello.reason === 'reconnect') {
+        // The same host-agent, back on the bus: what went to or came from it meanwhile is lost.
+        const released = this.devices.releaseAll('the host-agent lost the bus meanwhile');
+        const reason = `host-agent reconnected to the bus: ${released} in-flight device operations released`;
+        this.log.warn({ released }, reason);
+        this.publishServiceEvent('bus-recovered', reason);
+        return;
       }
+      this.onHostAgentBoot(hello.bootId, 'it said hello');
     } catch (e) {
       this.log.warn({ err: (e as Error).message }, 'bad host hello');
+    }
+  }
+
+  /** The bus is gone: the watchdog waits (silence now says nothing about the guests). */
+  onBusDisconnect(): void {
+    this.busDownSince ??= Date.now();
+  }
+
+  /**
+   * After a bus reconnect: operations dispatched or completed while the bus was away are lost
+   * (their slots would stay taken until releaseStale), and a host-agent that restarted
+   * meanwhile said hello to nobody.
+   */
+  async onBusReconnect(): Promise<void> {
+    const downSince = this.busDownSince;
+    this.busDownSince = null;
+    if (this.stopping || !this.devices) return;
+    // Heartbeats could not reach us while we were away: that silence is not the guests'.
+    const now = Date.now();
+    for (const rec of this.vms.values()) {
+      if (rec.state === 'running') {
+        if (rec.lastHeartbeatWallMs !== null) rec.lastHeartbeatWallMs = now;
+        else rec.startedWallMs = now;
+      }
+      if (rec.state === 'starting' && downSince !== null) rec.startedWallMs += now - downSince;
+    }
+    const released = this.devices.releaseAll('the bus went away meanwhile');
+    const reason = `bus reconnected: ${released} in-flight device operations may be lost; their slots are free again`;
+    this.log.warn({ released }, reason);
+    this.publishServiceEvent('bus-recovered', reason);
+    try {
+      const inv = await call(this.d.nc, hardwareSubjects.inventory(this.d.ns, this.d.host), {}, Inventory, 2000);
+      this.onHostAgentBoot(inv.bootId, 'its boot id changed while the bus was away');
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, 'host-agent did not answer after the bus reconnected');
+    }
+  }
+
+  /** A host-agent with a new boot id: its in-flight work and its RAM model are gone. */
+  private onHostAgentBoot(bootId: string, how: string): void {
+    if (bootId === this.hostAgentBootId) return;
+    this.hostAgentBootId = bootId;
+    const released = this.devices.releaseAll('the host-agent restarted');
+    this.log.warn({ bootId, released }, `host-agent restarted (${how}): its in-flight work is lost`);
+    this.publishServiceEvent(
+      'host-agent-restarted',
+      `host-agent came back with boot id ${bootId} (${how}); ${released} operations lost`,
+    );
+    // Its RAM model starts empty: claim again what running VMs hold.
+    for (const rec of this.vms.values()) {
+      if (!ACTIVE_STATES.includes(rec.state)) continue;
+      call(
+        this.d.nc,
+        hardwareSubjects.memAlloc(this.d.ns, this.d.host),
+        { owner: rec.def.name, mib: this.residentMiB(rec.def) },
+        MemReply,
+      ).catch((e: unknown) =>
+        this.log.warn({ vm: rec.def.name, err: (e as Error).message }, 'could not re-claim memory'),
+      );
     }
   }
 
@@ -993,6 +1299,15 @@ export class Hypervisor {
         subject: this.devices.subjects.nic.rx,
         kind: 'net.rx',
         body: { replyTo: vnicRxSubject(this.d.ns, name), bytes: req.bytes, frame },
+        // The frame never reached the guest: end the connection now, not at its timeout.
+        onLost: (why) => {
+          const c = this.connections.close(name, conn.cid);
+          if (c)
+            this.d.nc.publish(
+              c.replyTo,
+              encode(errorReply(ErrorCode.HOST_UNAVAILABLE, `request to ${name} lost: ${why}`)),
+            );
+        },
       },
       req.bytes,
     );
@@ -1006,7 +1321,8 @@ export class Hypervisor {
       tx = decode(m.data, VnicTx, 'vNIC frame');
     } catch (e) {
       rec.net.dropped++;
-      this.log.debug({ vm: rec.def.name, err: (e as Error).message }, 'dropped a bad frame from a guest');
+      this.badMessage(rec, 'vNIC frame', (e as Error).message);
+      this.refuseBadAnswer(rec, m.data, toVmsimError(e));
       return;
     }
     const conn = this.connections.close(rec.def.name, tx.cid);
@@ -1026,8 +1342,33 @@ export class Hypervisor {
         subject: this.devices.subjects.nic.tx,
         kind: 'net.tx',
         body: { replyTo: conn.replyTo, bytes, frame: encode(tx.res) },
+        onLost: (why) =>
+          this.d.nc.publish(
+            conn.replyTo,
+            encode(errorReply(ErrorCode.HOST_UNAVAILABLE, `the answer of ${rec.def.name} was lost: ${why}`)),
+          ),
       },
       bytes,
+    );
+  }
+
+  /**
+   * A guest's answer the switch cannot forward still ends its connection, when it names one
+   * of this VM's: the client hears why now instead of waiting for the connection's timeout.
+   */
+  private refuseBadAnswer(rec: VmRecord, data: Uint8Array, e: VmsimError): void {
+    let cid: unknown;
+    try {
+      cid = (decodeRaw(data) as { cid?: unknown } | null)?.cid;
+    } catch {
+      return;
+    }
+    if (!Number.isSafeInteger(cid)) return;
+    const conn = this.connections.close(rec.def.name, cid as number);
+    if (!conn) return;
+    this.d.nc.publish(
+      conn.replyTo,
+      encode(errorReply(e.code, `VM ${rec.def.name} answered with a bad frame: ${e.message}`)),
     );
   }
 
@@ -1063,6 +1404,12 @@ export class Hypervisor {
       hostAgent: { bootId: this.hostAgentBootId, profile: this.profile.name },
       overhead: this.hostWork.params,
       hostCpuMs: this.devices.cpuCost(this.hostWork.totalCycles),
+      pending: {
+        connections: this.connections.size,
+        deviceQueued: this.devices.queuedCount,
+        deviceInFlight: this.devices.inFlightCount,
+        memChains: this.memory.pendingChains,
+      },
     };
   }
 
@@ -1080,6 +1427,8 @@ export class Hypervisor {
       tune: (r: { name: string } & ResourceLimits) => this.tuneVm(r),
       stress: (r: { name: string; kind: StressKind; durationMs?: number }) => this.stressVm(r),
       unstress: (r: { name: string }) => this.unstressVm(r.name),
+      fault: (r: { name: string } & FaultSpec) => this.faultVm(r),
+      unfault: (r: { name: string }) => this.unfaultVm(r.name),
       policy: (r: { policy: Policy }) => {
         this.cfg.policy = r.policy;
         this.devices.setPolicy(r.policy);

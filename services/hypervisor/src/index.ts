@@ -11,3 +11,20 @@ export {
   hostCpuPct,
   reservableCpuPct,
 } from './admission.ts';
+export { NKey, NKEY_ROLES, type NKeyRole } from './nkey.ts';
+export {
+  AUTH_FILES,
+  GuestCredentials,
+  NatsSigner,
+  SERVICE_ROLES,
+  createNatsAuthority,
+  formatCreds,
+  mintUser,
+  natsServerAuthConfig,
+  readSigner,
+  writeAuthDir,
+  writeServiceCreds,
+  writeSecret,
+  type MintedUser,
+  type NatsAuthority,
+} from './nats-auth.ts';

@@ -1,9 +1,19 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { BaseEnv, Lifecycle, RealClock, connectBus, createLogger, loadConfig, namespace } from '@vmsim/shared';
+import {
+  BaseEnv,
+  Lifecycle,
+  RealClock,
+  connectBus,
+  createLogger,
+  loadConfig,
+  namespace,
+  busAuthFromEnv,
+} from '@vmsim/shared';
 import { HYPERVISOR_TYPES, Hypervisor } from './hypervisor.ts';
 import { OVERHEADS } from './host-os.ts';
+import { GuestCredentials, readSigner } from './nats-auth.ts';
 import { POLICIES } from './scheduler.ts';
 
 const Env = BaseEnv.extend({
@@ -16,11 +26,21 @@ const Env = BaseEnv.extend({
   VMSIM_GUEST_ENTRY: z.string().optional(),
   VMSIM_GUEST_NODE_ARGS: z.string().default('--max-semi-space-size=1'),
   VMSIM_HEARTBEAT_MS: z.coerce.number().int().min(50).default(1000),
+  /**
+   * Wall ms without a heartbeat before a VM's watchdog acts (a VM's definition may set its
+   * own). 10 s is ten heartbeats and over a hundred times the event-loop lag seen under load: in
+   * test/faults.test.ts (a cpu hog, a garbage flood of ~2,000 messages per simulated s, two
+   * guests booting again and again, on a shared 2-core machine) the neighbour's event-loop
+   * lag (p99 per heartbeat) peaked at ~60 ms and the hypervisor's at ~40 ms. A busy guest is not mistaken for a hung one
+   * even when the machine stalls for seconds.
+   */
   VMSIM_WATCHDOG_MS: z.coerce.number().int().min(200).default(10_000),
   VMSIM_BOOT_TIMEOUT_MS: z.coerce.number().int().min(1000).default(120_000),
   VMSIM_SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(100).default(15_000),
   VMSIM_CONNECTION_TIMEOUT_MS: z.coerce.number().int().min(100).default(30_000),
   VMSIM_HOST_AGENT_WAIT_MS: z.coerce.number().int().min(100).default(60_000),
+  /** The account signing key that mints each guest its own bus user (signer.json of `vmsim nats-auth`); none: guests connect without credentials. */
+  VMSIM_NATS_SIGNER_FILE: z.string().min(1).optional(),
 });
 
 async function main(): Promise<void> {
@@ -29,17 +49,29 @@ async function main(): Promise<void> {
   const life = Lifecycle.create(logger, { stepTimeoutMs: 20_000 });
   life.installSignalHandlers();
   const ns = namespace(cfg.VMSIM_NS);
+  let afterReconnect = (): void => undefined;
+  let afterDisconnect = (): void => undefined;
   const nc = await connectBus({
     url: cfg.NATS_URL,
     name: `hypervisor-${cfg.VMSIM_HOST}`,
     logger,
     waitOnFirstConnect: true,
-    user: cfg.NATS_USER,
-    pass: cfg.NATS_PASS,
-    token: cfg.NATS_TOKEN,
+    events: { ns, host: cfg.VMSIM_HOST, svc: 'hypervisor' },
+    // A host-agent that restarted while we were away said hello to nobody.
+    onReconnect: () => afterReconnect(),
+    onDisconnect: () => afterDisconnect(),
+    auth: busAuthFromEnv(cfg),
   });
   life.onStop('drain bus', () => nc.drain());
+  const signer = cfg.VMSIM_NATS_SIGNER_FILE
+    ? new GuestCredentials(readSigner(cfg.VMSIM_NATS_SIGNER_FILE), ns, cfg.VMSIM_HOST)
+    : undefined;
+  if (!signer && (cfg.NATS_CREDS || cfg.NATS_JWT)) {
+    logger.warn('the bus wants credentials but VMSIM_NATS_SIGNER_FILE is not set: guests will connect without any');
+  }
   const guestEntry = cfg.VMSIM_GUEST_ENTRY ?? fileURLToPath(import.meta.resolve('@vmsim/guest/main'));
+  afterReconnect = () => void hv.onBusReconnect();
+  afterDisconnect = () => hv.onBusDisconnect();
   const hv = Hypervisor.create({
     nc,
     ns,
@@ -56,7 +88,7 @@ async function main(): Promise<void> {
       guestEntry,
       guestNodeArgs: cfg.VMSIM_GUEST_NODE_ARGS.split(' ').filter(Boolean),
       natsUrl: cfg.NATS_URL,
-      natsAuth: cfg.NATS_USER ? { user: cfg.NATS_USER, pass: cfg.NATS_PASS ?? '' } : undefined,
+      guestCredentials: signer ? (vm) => signer.for(vm) : undefined,
       logLevel: cfg.LOG_LEVEL,
       heartbeatMs: cfg.VMSIM_HEARTBEAT_MS,
       watchdogMs: cfg.VMSIM_WATCHDOG_MS,

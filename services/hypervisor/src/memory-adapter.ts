@@ -105,6 +105,15 @@ export class GuestMemory {
     this.refresh();
   }
 
+  /**
+   * A re-adopted guest's pages as the previous hypervisor last recorded them: resident, so
+   * no swap I/O (the guest does not touch them again).
+   */
+  restoreUsage(rec: VmRecord, usedMiB: number): void {
+    if (usedMiB > 0) this.manager.alloc(rec.def.name, Math.round(usedMiB));
+    this.refresh();
+  }
+
   /** A VM is off: its pages and swap slots are free, and nothing waits for its swap I/O any more. */
   remove(rec: VmRecord): void {
     const name = rec.def.name;
@@ -226,12 +235,24 @@ export class GuestMemory {
     }
   }
 
+  /** Chains of swap I/O something waits for now. */
+  get pendingChains(): number {
+    return this.chains.size;
+  }
+
   /** A swap I/O completion on the hypervisor's own subject. */
   onSwapDone(m: Msg): void {
     const id = Number(m.subject.slice(m.subject.lastIndexOf('.') + 1));
     const c = this.chains.get(id);
     if (!c) return;
-    const r = decode(m.data, HypercallReply, 'swap I/O completion');
+    let r: HypercallReply;
+    try {
+      r = decode(m.data, HypercallReply, 'swap I/O completion');
+    } catch (e) {
+      // Not the host-agent's answer: the chain keeps waiting for it (or for its timeout).
+      this.d.logger.warn({ vm: c.vm, chain: id, err: (e as Error).message }, 'bad swap I/O completion');
+      return;
+    }
     if (!r.ok) {
       this.finish(id, { ok: false, code: r.code, message: `swap I/O failed: ${r.message}` });
       return;

@@ -2,9 +2,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import type { Extent, VmDefinition, VmInfo, VmState } from '@vmsim/shared';
-import { VmDefinition as VmDefinitionSchema, Extent as ExtentSchema, validate } from '@vmsim/shared';
+import { VmDefinition as VmDefinitionSchema, Extent as ExtentSchema, VM_STATES, validate } from '@vmsim/shared';
 import { z } from 'zod';
 import { BlockMap } from './block-map.ts';
+import { newChaosState, type ChaosState } from './faults.ts';
 
 interface OpFigures {
   count: number;
@@ -31,6 +32,8 @@ export interface VmRecord {
   lastHeartbeatWallMs: number | null;
   guestLagMs: number | null;
   appFigures: Record<string, number>;
+  /** What the guest's last heartbeat said it waits for (null until one said so). */
+  guestPending: { hypercalls: number; requests: number } | null;
   /** Why the guest said it failed, kept for the crash event. */
   guestReason: string | undefined;
   /** Set when the hypervisor itself ends the process, so its exit is not a crash. */
@@ -45,6 +48,8 @@ export interface VmRecord {
   /** Guest RAM figures (kept current by the memory manager). */
   memory: VmInfo['memory'];
   stress: VmInfo['stress'];
+  /** Fault injected, watchdog and health detector. */
+  chaos: ChaosState;
 }
 
 export function newRecord(def: VmDefinition, uuid: string, definedAt: number, extents: Extent[]): VmRecord {
@@ -64,6 +69,7 @@ export function newRecord(def: VmDefinition, uuid: string, definedAt: number, ex
     lastHeartbeatWallMs: null,
     guestLagMs: null,
     appFigures: {},
+    guestPending: null,
     guestReason: undefined,
     expectExit: false,
     shutdownTimer: undefined,
@@ -82,6 +88,7 @@ export function newRecord(def: VmDefinition, uuid: string, definedAt: number, ex
       oomKills: 0,
     },
     stress: null,
+    chaos: newChaosState(),
   };
 }
 
@@ -118,15 +125,40 @@ export function toInfo(rec: VmRecord, nowWallMs: number): VmInfo {
     net: { ...rec.net },
     memory: { ...rec.memory },
     stress: rec.stress,
+    guestPending: rec.guestPending,
+    fault: rec.chaos.fault ? { ...rec.chaos.fault } : null,
+    health: rec.chaos.health.state,
+    badMessages: rec.chaos.badMessages,
   };
 }
 
+/** A VM's run as last recorded, so a restarted hypervisor can find its guest again (see adoption.ts). */
+const PersistedRun = z.object({
+  state: z.enum(VM_STATES),
+  pid: z.number().int().nullable(),
+  startedAt: z.number().nullable(),
+  bootMs: z.number().nullable(),
+  restarts: z.number().int().min(0),
+  usedMiB: z.number().min(0),
+  /** Powered off by the hypervisor's own shutdown: the next hypervisor starts it again (as libvirt-guests does). */
+  resume: z.boolean().optional(),
+});
+
 const Persisted = z.object({
   version: z.literal(1),
+  /** The hypervisor that wrote the file last (absent in files older than re-adoption). */
+  hypervisor: z.object({ pid: z.number().int(), startedAt: z.number() }).optional(),
   vms: z.array(
-    z.object({ def: VmDefinitionSchema, uuid: z.string(), definedAt: z.number(), extents: z.array(ExtentSchema) }),
+    z.object({
+      def: VmDefinitionSchema,
+      uuid: z.string(),
+      definedAt: z.number(),
+      extents: z.array(ExtentSchema),
+      run: PersistedRun.optional(),
+    }),
   ),
 });
+export type PersistedVm = z.infer<typeof Persisted>['vms'][number];
 
 /** VM definitions on disk, written atomically, so a restarted hypervisor knows its VMs. */
 export class DefinitionStore {
@@ -138,18 +170,38 @@ export class DefinitionStore {
   }
 
   load(): z.infer<typeof Persisted>['vms'] {
-    if (!fs.existsSync(this.file)) return [];
-    return validate(JSON.parse(fs.readFileSync(this.file, 'utf8')), Persisted, `VM definitions in ${this.file}`).vms;
+    return this.loadAll().vms;
   }
 
-  save(records: Iterable<VmRecord>): void {
+  /** The VMs and the hypervisor that wrote them. */
+  loadAll(): z.infer<typeof Persisted> {
+    if (!fs.existsSync(this.file)) return { version: 1, vms: [] };
+    return validate(JSON.parse(fs.readFileSync(this.file, 'utf8')), Persisted, `VM definitions in ${this.file}`);
+  }
+
+  /** Definitions with each VM's run (state, guest pid) and this hypervisor's identity. */
+  save(
+    records: Iterable<VmRecord>,
+    self?: { pid: number; startedAt: number },
+    resume: ReadonlySet<string> = new Set(),
+  ): void {
     const body = {
       version: 1,
+      ...(self ? { hypervisor: self } : {}),
       vms: [...records].map((r) => ({
         def: r.def,
         uuid: r.uuid,
         definedAt: r.definedAt,
         extents: [...r.disk.extents],
+        run: {
+          state: r.state,
+          pid: r.pid,
+          startedAt: r.startedAt,
+          bootMs: r.bootMs,
+          restarts: r.restarts,
+          usedMiB: r.memory.usedMiB,
+          ...(resume.has(r.def.name) ? { resume: true } : {}),
+        },
       })),
     };
     const tmp = `${this.file}.tmp`;

@@ -3,12 +3,15 @@ import type { Namespace } from '../subjects.ts';
 import { token } from '../subjects.ts';
 import { VM_STATES } from './lifecycle-states.ts';
 import { STRESS_KINDS } from './guest-control.ts';
+import { FaultEventInfo } from './faults.ts';
 
 /**
  * What a VM event is about: a state change (also when absent, as older events are), its
- * stressor, or its memory (ballooned, swapped, major faults, OOM kill).
+ * stressor, its memory (ballooned, swapped, major faults, OOM kill), a fault injected or
+ * cleared, its health (degraded, recovered), or its watchdog firing (published before the
+ * state change the watchdog's action causes).
  */
-export const VM_EVENT_KINDS = ['state', 'stress', 'memory'] as const;
+export const VM_EVENT_KINDS = ['state', 'stress', 'memory', 'fault', 'health', 'watchdog'] as const;
 export type VmEventKind = (typeof VM_EVENT_KINDS)[number];
 
 /**
@@ -26,6 +29,10 @@ export const VmEvent = z.object({
   kind: z.enum(VM_EVENT_KINDS).optional(),
   /** Stress events: the stressor that runs from now on (null: none). */
   stress: z.enum(STRESS_KINDS).nullable().optional(),
+  /** Fault events: which fault, injected or cleared. */
+  fault: FaultEventInfo.optional(),
+  /** Health events: the VM's service degraded (the reason names the figure) or recovered. */
+  health: z.enum(['degraded', 'recovered']).optional(),
 });
 export type VmEvent = z.infer<typeof VmEvent>;
 

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { Namespace } from '../subjects.ts';
 import { vmPrefix } from './vm.ts';
+import { GUEST_FAULT_KINDS } from './faults.ts';
 
 /** Commands the hypervisor sends to a guest's virtual firmware (ACPI-like). */
 /**
@@ -15,6 +16,13 @@ export const GuestControl = z.discriminatedUnion('cmd', [
   /** Start a stressor inside the guest, for `durationMs` simulated ms (absent: until stopped). */
   z.object({ cmd: z.literal('stress'), kind: z.enum(STRESS_KINDS), durationMs: z.number().positive().optional() }),
   z.object({ cmd: z.literal('stress-stop') }),
+  /** Act out a fault (see FAULT_KINDS), for `durationMs` simulated ms (absent: until stopped or dead). */
+  z.object({
+    cmd: z.literal('fault'),
+    kind: z.enum(GUEST_FAULT_KINDS),
+    durationMs: z.number().positive().optional(),
+  }),
+  z.object({ cmd: z.literal('fault-stop') }),
 ]);
 export type GuestControl = z.infer<typeof GuestControl>;
 

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { Namespace } from '../subjects.ts';
 import { token } from '../subjects.ts';
+import { MAX_IO_BYTES } from './hypercall.ts';
 
 /**
  * The host-agent's hardware operations. The hypervisor dispatches an operation with the
@@ -8,12 +9,22 @@ import { token } from '../subjects.ts';
  * and only tells the hypervisor, on `done`, that it is free again.
  */
 const ticket = z.number().int().min(0);
+/**
+ * A subject a device may publish to: literal tokens only (no wildcards, no whitespace, no
+ * empty token), since the client library throws on whitespace when the device answers.
+ */
+export const ReplySubject = z
+  .string()
+  .min(1)
+  .max(512)
+  .regex(/^[^.\s*>]+(\.[^.\s*>]+)*$/, 'a literal subject: dot-separated tokens without whitespace or wildcards');
+const offset = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const common = {
   /** The hypervisor's dispatch ticket, echoed on done. */
   t: ticket,
   vm: z.string().max(64),
   /** Where the completion goes (a guest's inbox, or a client's reply subject). */
-  replyTo: z.string().min(1).max(512),
+  replyTo: ReplySubject,
   /** Simulated ms the request waited in the hypervisor before dispatch, echoed to the guest. */
   waitMs: z.number().min(0),
 };
@@ -30,8 +41,13 @@ export const HwCpuOp = z.object({
 export type HwCpuOp = z.infer<typeof HwCpuOp>;
 
 export const HwDiskOp = z.discriminatedUnion('op', [
-  z.object({ ...common, op: z.literal('read'), offset: z.number().int().min(0), length: z.number().int().min(1) }),
-  z.object({ ...common, op: z.literal('write'), offset: z.number().int().min(0), data: z.instanceof(Uint8Array) }),
+  z.object({ ...common, op: z.literal('read'), offset, length: z.number().int().min(1).max(MAX_IO_BYTES) }),
+  z.object({
+    ...common,
+    op: z.literal('write'),
+    offset,
+    data: z.instanceof(Uint8Array).refine((d) => d.length <= MAX_IO_BYTES, `at most ${MAX_IO_BYTES} bytes`),
+  }),
   z.object({ ...common, op: z.literal('flush') }),
   /**
    * Swap traffic on the host's swap area: timed like a read (`in`) or a write (`out`) of
@@ -75,6 +91,8 @@ export type HwDoneItem = z.infer<typeof HwDoneItem>;
  */
 export const HwDone = z.object({ done: z.array(HwDoneItem).min(1).max(100_000) });
 export type HwDone = z.infer<typeof HwDone>;
+/** The same batch with its items unchecked, for a receiver that checks them one by one. */
+export const HwDoneBatch = z.object({ done: z.array(z.unknown()).min(1).max(100_000) });
 
 export const CpuSpec = z.object({
   model: z.string(),
@@ -148,12 +166,42 @@ export const Utilization = z.object({
 });
 export type Utilization = z.infer<typeof Utilization>;
 
-export const MemAllocRequest = z.object({ owner: z.string().max(64), mib: z.number().int().min(1) });
+export const MemAllocRequest = z.object({
+  owner: z.string().max(64),
+  mib: z
+    .number()
+    .int()
+    .min(1)
+    .max(64 * 1024 * 1024),
+});
 export const MemFreeRequest = z.object({ owner: z.string().max(64) });
 export const MemReply = z.object({ totalMiB: z.number(), allocatedMiB: z.number() });
 
-/** Announced when a host-agent starts, so a hypervisor can forget work dispatched to a previous one. */
-export const HostHello = z.object({ host: z.string(), bootId: z.string() });
+/**
+ * What the host-agent holds right now, from its device models and queues: operations on
+ * each device, completions not yet sent, disk flushes running. A test reads it to check
+ * that nothing is left pending after bad input.
+ */
+export const HostAgentStats = z.object({
+  host: z.string(),
+  bootId: z.string(),
+  inFlight: z.record(z.string(), z.number().int().min(0)),
+  pendingDone: z.number().int().min(0),
+  flushing: z.number().int().min(0),
+  /** Operations refused so far (bad payload, busy device, unknown device). */
+  rejected: z.number().int().min(0),
+});
+export type HostAgentStats = z.infer<typeof HostAgentStats>;
+
+/**
+ * Announced when a host-agent starts, so a hypervisor can forget work dispatched to a previous
+ * one; and again when its bus connection comes back (`reconnect`): work sent meanwhile is lost.
+ */
+export const HostHello = z.object({
+  host: z.string(),
+  bootId: z.string(),
+  reason: z.enum(['boot', 'reconnect']).optional(),
+});
 
 function hw(ns: Namespace, hostId: string): string {
   return `${ns}.hw.${token(hostId, 'host id')}`;
@@ -168,9 +216,12 @@ export const hardwareSubjects = {
   done: (ns: Namespace, host: string) => `${hw(ns, host)}.done`,
   inventory: (ns: Namespace, host: string) => `${hw(ns, host)}.inventory`,
   utilization: (ns: Namespace, host: string) => `${hw(ns, host)}.util`,
+  stats: (ns: Namespace, host: string) => `${hw(ns, host)}.stats`,
   memAlloc: (ns: Namespace, host: string) => `${hw(ns, host)}.mem.alloc`,
   memFree: (ns: Namespace, host: string) => `${hw(ns, host)}.mem.free`,
   hello: (ns: Namespace, host: string) => `${hw(ns, host)}.hello`,
+  /** Every hardware subject of one host (for the host-agent's permissions). */
+  all: (ns: Namespace, host: string) => `${hw(ns, host)}.>`,
 };
 
 /**
@@ -190,4 +241,8 @@ export function anySwapDoneSubject(ns: Namespace, hostId: string): string {
  */
 export function hostWorkSubject(ns: Namespace, hostId: string): string {
   return `${ns}.hv.${token(hostId, 'host id')}.work`;
+}
+/** Every subject the hypervisor of one host gets completions on (swap, host work). */
+export function anyHypervisorReplySubject(ns: Namespace, hostId: string): string {
+  return `${ns}.hv.${token(hostId, 'host id')}.>`;
 }

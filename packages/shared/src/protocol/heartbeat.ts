@@ -12,7 +12,16 @@ export const Heartbeat = z.object({
   served: z.number().int().min(0),
   inFlight: z.number().int().min(0),
   /** The application's own figures (e.g. a game's tick lateness). */
-  app: z.record(z.string(), z.number()).default({}),
+  app: z
+    .record(z.string().max(64), z.number())
+    // Bounded: the hypervisor keeps them and every VmInfo carries them (a list must fit a reply).
+    .refine((o) => Object.keys(o).length <= 64, 'at most 64 figures')
+    .default({}),
+  /**
+   * What the guest waits for now: hypercalls without an answer yet, and client requests
+   * taken from its vNIC and not yet answered (from its own tables, so they cannot drift).
+   */
+  pending: z.object({ hypercalls: z.number().int().min(0), requests: z.number().int().min(0) }).optional(),
 });
 export type Heartbeat = z.infer<typeof Heartbeat>;
 

@@ -94,7 +94,15 @@ export const APP_KINDS = ['web', 'mail', 'db', 'file', 'game'] as const satisfie
 export const IngressOk = z.object({
   ok: z.literal(true),
   status: z.number().int().min(100).max(599),
-  bytes: z.number().int().min(0),
+  /**
+   * Bytes on the wire, what the switch charges on the host NIC: bounded (a 1 GiB file and
+   * headers fit), as a guest's absurd figure would hold the NIC for every VM.
+   */
+  bytes: z
+    .number()
+    .int()
+    .min(0)
+    .max(2 ** 31),
   /** A digest of the real bytes the app read or wrote, so clients can check content. */
   digest: z.string().max(128).optional(),
   /** Real bytes returned (a db value, a fetched message), when small. */

@@ -4,6 +4,7 @@ import { token } from '../subjects.ts';
 import { VM_STATES } from './lifecycle-states.ts';
 import { STRESS_KINDS } from './guest-control.ts';
 import { ErrorReply } from './reply.ts';
+import { ActiveFault, FaultSpec, VM_HEALTH, WatchdogConfig } from './faults.ts';
 
 /** The hypervisor's management API (what virsh talks to), one subject per operation. */
 export const APPS = ['web', 'mail', 'db', 'file', 'game'] as const;
@@ -64,6 +65,14 @@ export const VmDefinition = z.object({
   /** Restarts allowed within `restartWindowMs` before the VM is marked failed (as Proxmox HA's max_restart). */
   maxRestarts: z.number().int().min(0).max(100).default(3),
   restartWindowMs: z.number().int().min(1000).max(86_400_000).default(600_000),
+  /**
+   * db only, UNSAFE, a teaching toggle ("what fsync is for"): the database acknowledges a
+   * write once it is in the disk's volatile write cache and flushes in the background, so a
+   * power cut loses acknowledged writes. A guest crash alone does not.
+   */
+  ackBeforeFlush: z.boolean().default(false),
+  /** What the watchdog does when heartbeats stop, and after how long. */
+  watchdog: WatchdogConfig.default({ action: 'reset' }),
   ...ResourceLimits.shape,
 });
 export type VmDefinition = z.infer<typeof VmDefinition>;
@@ -131,6 +140,14 @@ export const VmInfo = z.object({
   }),
   /** The stressor the guest runs now, if any. */
   stress: z.enum(STRESS_KINDS).nullable(),
+  /** The fault injected now, if any. */
+  fault: ActiveFault.nullable(),
+  /** `degraded` while its own figures (hypercall wait, rejected messages, guest lag) are off. */
+  health: z.enum(VM_HEALTH),
+  /** Malformed or schema-invalid messages it published (hypercalls, heartbeats, status, vNIC frames), rejected. */
+  badMessages: z.number().int(),
+  /** What its guest said it waits for, in its last heartbeat (null before one said so). */
+  guestPending: z.object({ hypercalls: z.number().int(), requests: z.number().int() }).nullable().optional(),
 });
 export type VmInfo = z.infer<typeof VmInfo>;
 
@@ -178,6 +195,19 @@ export const HostInfo = z.object({
   overhead: HypervisorOverhead,
   /** Simulated CPU ms the host side (VMM and host OS work) has used so far. */
   hostCpuMs: z.number(),
+  /**
+   * Work the hypervisor holds now, read from its own tables: open client connections,
+   * requests queued in its device schedulers, operations dispatched to the host-agent and
+   * not yet done, swap I/O chains something waits for.
+   */
+  pending: z
+    .object({
+      connections: z.number().int(),
+      deviceQueued: z.number().int(),
+      deviceInFlight: z.number().int(),
+      memChains: z.number().int(),
+    })
+    .optional(),
 });
 export type HostInfo = z.infer<typeof HostInfo>;
 
@@ -202,10 +232,15 @@ export const MgmtRequests = {
       .max(1024 * 1024)
       .optional(),
     ...ResourceLimits.shape,
+    watchdog: WatchdogConfig.optional(),
   }),
   /** Starts one of the isolation benchmark's stressors inside the guest. */
   stress: byName.extend({ kind: z.enum(STRESS_KINDS), durationMs: z.number().positive().optional() }),
   unstress: byName,
+  /** Injects a fault into a running VM (replacing the one it has). */
+  fault: byName.extend(FaultSpec.shape),
+  /** Clears a VM's fault now. */
+  unfault: byName,
   /** Switches every device scheduler of the host between `fifo` and `fair`, live. */
   policy: z.object({ policy: z.enum(['fifo', 'fair']) }),
   list: z.object({}),
@@ -226,6 +261,8 @@ export const MgmtResults = {
   tune: VmInfo,
   stress: VmInfo,
   unstress: VmInfo,
+  fault: VmInfo,
+  unfault: VmInfo,
   policy: HostInfo,
   list: z.object({ vms: z.array(VmInfo) }),
   info: VmInfo,

@@ -8,8 +8,13 @@ export const ErrorReply = z.object({
 });
 export type ErrorReply = z.infer<typeof ErrorReply>;
 
+/** Clipped to what ErrorReply allows: a message may quote bad input (a name from a subject). */
 export function errorReply(code: string, message: string): ErrorReply {
-  return { ok: false, code, message };
+  return {
+    ok: false,
+    code: code.slice(0, 64),
+    message: message.length > 4096 ? `${message.slice(0, 4093)}...` : message,
+  };
 }
 
 export function replyOf<T extends z.ZodType>(ok: T) {

@@ -3,7 +3,7 @@ import { token } from '../subjects.ts';
 
 /**
  * Everything one guest may publish or subscribe to lives under `<ns>.vm.<id>.`, its inbox
- * included, so a single allow-list entry per direction confines it.
+ * included (its exact allow-lists: guestPermissions in permissions.ts).
  */
 export function vmPrefix(ns: Namespace, vmId: string): string {
   return `${ns}.vm.${token(vmId, 'vm id')}`;
@@ -12,12 +12,6 @@ export function vmPrefix(ns: Namespace, vmId: string): string {
 /** The inbox prefix a guest's connection must use for request/reply. */
 export function guestInboxPrefix(ns: Namespace, vmId: string): string {
   return `${vmPrefix(ns, vmId)}.inbox`;
-}
-
-/** The allow-lists that confine one guest to its own subjects. */
-export function guestAllowList(ns: Namespace, vmId: string): { publish: string[]; subscribe: string[] } {
-  const all = `${vmPrefix(ns, vmId)}.>`;
-  return { publish: [all], subscribe: [all] };
 }
 
 /** All guests' subjects of one family, for the hypervisor's and host-agent's subscriptions. */

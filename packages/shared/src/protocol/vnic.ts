@@ -26,3 +26,6 @@ export function vnicTxSubject(ns: Namespace, vmId: string): string {
 export function anyVnicTxSubject(ns: Namespace): string {
   return anyVm(ns, 'nic.tx');
 }
+export function anyVnicRxSubject(ns: Namespace): string {
+  return anyVm(ns, 'nic.rx');
+}

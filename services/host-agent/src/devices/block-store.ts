@@ -39,6 +39,10 @@ export class BlockStore {
     return new BlockStore(path, fd, capacityBytes, opts);
   }
 
+  get flushesInProgress(): number {
+    return this.flushing;
+  }
+
   get dirtyBytes(): number {
     return this.cache.size * BLOCK;
   }
