@@ -315,4 +315,66 @@ describe('VM faults: detection, recovery, and a neighbour that keeps serving', (
     expect(n.restarts).toBe(0);
     expect(events.filter((e) => e.vm === 'neighbour' && (e.kind === 'watchdog' || e.kind === 'health'))).toEqual([]);
   }, 90_000);
+
+  it('crash policies: restart with growing backoff until failed past maxRestarts; destroy; preserve', async () => {
+    const from = events.length;
+    const stateEvents = (vm: string) =>
+      events.slice(from).filter((e) => e.vm === vm && (e.kind ?? 'state') === 'state');
+    await api.call('define', {
+      name: 'fragile',
+      os: 'bsd',
+      memoryMiB: 256,
+      diskGiB: 0.25,
+      crashPolicy: 'restart',
+      maxRestarts: 2,
+      restartWindowMs: 60_000,
+    });
+    await api.call('define', { name: 'gone', os: 'bsd', memoryMiB: 256, diskGiB: 0.25, crashPolicy: 'destroy' });
+    await api.call('define', { name: 'kept', os: 'bsd', memoryMiB: 256, diskGiB: 0.25, crashPolicy: 'preserve' });
+    for (const vm of ['fragile', 'gone', 'kept']) await api.call('start', { name: vm });
+    const running = (vm: string) => async () => (await info(vm)).state === 'running';
+    for (const vm of ['fragile', 'gone', 'kept']) await waitFor(running(vm), 30_000, `${vm} running`);
+
+    // Two crashes are restarted (0.5 s, then 1 s of backoff); the third within the window fails it.
+    const crashedAt: number[] = [];
+    const restartedAt: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      await waitFor(running('fragile'), 30_000, 'fragile running again');
+      await api.call('fault', { name: 'fragile', kind: 'kill' });
+      await waitFor(
+        () => stateEvents('fragile').filter((e) => e.to === 'crashed').length > i,
+        10_000,
+        `fragile crash #${i + 1}`,
+      );
+      crashedAt.push(stateEvents('fragile').filter((e) => e.to === 'crashed')[i]!.t);
+      if (i < 2) {
+        await waitFor(
+          () => stateEvents('fragile').filter((e) => e.to === 'starting').length > i + 1,
+          10_000,
+          `fragile restart #${i + 1}`,
+        );
+        restartedAt.push(stateEvents('fragile').filter((e) => e.to === 'starting')[i + 1]!.t);
+      }
+    }
+    await waitFor(async () => (await info('fragile')).state === 'failed', 10_000, 'fragile failed');
+    const failed = stateEvents('fragile').find((e) => e.to === 'failed')!;
+    expect(failed.reason).toMatch(/crashed 3 times within 60000 ms \(at most 2 restarts\)/);
+    const backoffs = restartedAt.map((t, i) => t - crashedAt[i]!);
+    expect(backoffs[0]).toBeGreaterThanOrEqual(450);
+    expect(backoffs[1]).toBeGreaterThanOrEqual(950);
+    expect(backoffs[1]! - backoffs[0]!).toBeGreaterThan(300);
+    expect((await info('fragile')).restarts).toBe(2);
+
+    // destroy: powered off, not restarted; preserve: stays crashed for inspection.
+    await api.call('fault', { name: 'gone', kind: 'kill' });
+    await api.call('fault', { name: 'kept', kind: 'kill' });
+    await waitFor(async () => (await info('gone')).state === 'stopped', 10_000, 'gone stopped');
+    await waitFor(async () => (await info('kept')).state === 'crashed', 10_000, 'kept crashed');
+    expect(stateEvents('gone').at(-1)!.reason).toMatch(/crash policy destroy/);
+    // Nothing restarts them behind our back.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect((await info('gone')).state).toBe('stopped');
+    expect((await info('kept')).state).toBe('crashed');
+    expect((await info('neighbour')).restarts).toBe(0);
+  }, 90_000);
 });
