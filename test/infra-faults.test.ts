@@ -130,7 +130,9 @@ describe('infrastructure faults: host-agent power cut, hypervisor crash, NATS re
     expect(svcEvents.some((e) => e.kind === 'adoption' && /2 adopt/.test(e.reason))).toBe(true);
   });
 
-  it('nats-server restart on the same port: every service reconnects, the VMs serve again', async () => {
+  it('nats-server restart on the same port: every service reconnects, the VMs serve again', async (ctx) => {
+    // A NATS container cannot come back on the same host port: CI's binary pass runs this one.
+    if (t.nats.kind === 'container') return ctx.skip();
     const before = await list();
     const r = await t.restartNats();
     expect(r.newPid).not.toBe(r.oldPid);
@@ -147,7 +149,8 @@ describe('infrastructure faults: host-agent power cut, hypervisor crash, NATS re
     }
   });
 
-  it('a NATS outage longer than the watchdog timeout resets no guest (their silence was the bus)', async () => {
+  it('a NATS outage longer than the watchdog timeout resets no guest (their silence was the bus)', async (ctx) => {
+    if (t.nats.kind === 'container') return ctx.skip();
     const before = await list();
     // 6 s down, the watchdog fires after 5 s of silence.
     const r = await t.restartNats({ downMs: 6_000 });
