@@ -211,4 +211,32 @@ describe.skipIf(!dockerAnswers())('docker compose up', () => {
     expect(vms?.map((v) => v.name).sort()).toEqual(report.vms.map((v) => v.name).sort());
     expect(vms?.every((v) => v.state === 'running')).toBe(true);
   }, 180_000);
+
+  it('rides out a host-agent power cut: docker kills it, compose starts it, the VMs serve again', async () => {
+    const vms = (await status()) ?? [];
+    expect(vms.length).toBeGreaterThan(0);
+    await ok(['kill', '-s', 'KILL', 'host-agent']);
+    await ok(['up', '-d', '--no-deps', 'host-agent'], 120_000);
+    await until('the hypervisor to take the new host-agent back', 60_000, async () =>
+      (await ok(['logs', '--no-color', 'hypervisor'])).out.includes('host-agent restarted') ? true : undefined,
+    );
+    // Every VM answers a short load through the new host-agent's devices.
+    for (const vm of vms) {
+      const served = await until(`${vm.name} serving after the power cut`, 60_000, async () => {
+        const r = await compose(
+          ['run', '--rm', '-T', 'cli', 'load', vm.name, '--rate', '20', '--duration', '1s', '--json'],
+          60_000,
+        );
+        if (r.code !== 0) return undefined;
+        try {
+          const ok = (JSON.parse(r.out) as { targets: { ok: number }[] }).targets[0]?.ok ?? 0;
+          return ok > 0 ? ok : undefined;
+        } catch {
+          return undefined;
+        }
+      });
+      expect(served).toBeGreaterThan(0);
+    }
+    expect((await status())?.every((v) => v.state === 'running')).toBe(true);
+  }, 240_000);
 });
