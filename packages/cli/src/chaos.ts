@@ -286,26 +286,17 @@ export function faultSlos(outcomes: readonly FaultOutcome[], slo: SloRules): Fau
   for (const f of outcomes) {
     const fault = describeFault(f);
     const vm = f.vm;
-    if (slo.faults?.mttdMs !== undefined) {
-      const t = slo.faults.mttdMs;
+    for (const metric of ['mttdMs', 'mttrMs'] as const) {
+      const limit = slo.faults?.[metric];
+      if (limit === undefined) continue;
+      const actual = f[metric];
       rows.push({
         vm,
         fault,
-        metric: 'mttdMs',
-        threshold: t,
-        actual: f.mttdMs ?? -1,
-        pass: f.mttdMs !== null && f.mttdMs <= t,
-      });
-    }
-    if (slo.faults?.mttrMs !== undefined) {
-      const t = slo.faults.mttrMs;
-      rows.push({
-        vm,
-        fault,
-        metric: 'mttrMs',
-        threshold: t,
-        actual: f.mttrMs ?? -1,
-        pass: f.mttrMs !== null && f.mttrMs <= t,
+        metric,
+        threshold: limit,
+        actual: actual ?? -1,
+        pass: actual !== null && actual <= limit,
       });
     }
     if (f.infra) continue;

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ErrorCode, VmsimError } from '@vmsim/shared';
+import { killChild } from './launch.ts';
 
 export const NATS_INSTALL_HELP =
   'nats-server was not found on PATH (nor in /usr/sbin or /usr/local/bin). Install it ' +
@@ -99,13 +100,5 @@ export async function startNatsServer(opts: {
 
 /** SIGTERM, then SIGKILL after graceMs; resolves when the process is gone. */
 export function stopProcess(proc: ChildProcess, graceMs = 10_000): Promise<void> {
-  if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
-  return new Promise<void>((resolve) => {
-    const timer = setTimeout(() => proc.kill('SIGKILL'), graceMs);
-    proc.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    proc.kill('SIGTERM');
-  });
+  return killChild(proc, 'SIGTERM', graceMs);
 }

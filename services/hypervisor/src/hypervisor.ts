@@ -475,15 +475,15 @@ export class Hypervisor {
     }
   }
 
-  /** A fault, health or watchdog event: logged and published with its reason. */
+  /** A VM event that is not a state change (fault, health, watchdog, stressor): logged and published with its reason. */
   private chaosEvent(
     rec: VmRecord,
-    kind: 'fault' | 'health' | 'watchdog',
+    kind: 'fault' | 'health' | 'watchdog' | 'stress',
     reason: string,
-    extra: { fault?: FaultEventInfo; health?: 'degraded' | 'recovered' } = {},
+    extra: { fault?: FaultEventInfo; health?: 'degraded' | 'recovered'; stress?: StressKind | null } = {},
   ): void {
     const vm = rec.def.name;
-    const log = kind === 'fault' ? this.log.info.bind(this.log) : this.log.warn.bind(this.log);
+    const log = kind === 'health' || kind === 'watchdog' ? this.log.warn.bind(this.log) : this.log.info.bind(this.log);
     log({ vm, kind, ...extra, reason }, `vm ${vm}: ${reason}`);
     this.d.nc.publish(
       vmEventSubject(this.d.ns, this.d.host, vm),
@@ -522,24 +522,9 @@ export class Hypervisor {
     if (n === 1 || n % 1000 === 0) this.log.warn({ vm: rec.def.name, bad: n, err }, `bad ${what} (${n} so far)`);
   }
 
-  /** A stressor started or stopped: logged and published as a VM event with its reason. */
+  /** A stressor started or stopped: an event naming the stressor that runs from now on. */
   private stressEvent(rec: VmRecord, reason: string): void {
-    const vm = rec.def.name;
-    this.log.info({ vm, stress: rec.stress, reason }, `vm ${vm}: ${reason}`);
-    this.d.nc.publish(
-      vmEventSubject(this.d.ns, this.d.host, vm),
-      encode({
-        t: Date.now(),
-        host: this.d.host,
-        vm,
-        from: rec.state,
-        to: rec.state,
-        reason,
-        pid: rec.pid,
-        kind: 'stress',
-        stress: rec.stress,
-      }),
-    );
+    this.chaosEvent(rec, 'stress', reason, { stress: rec.stress });
   }
 
   /** Forgets a VM's stressor (the guest stops it itself, or died with it). */
