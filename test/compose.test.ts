@@ -76,6 +76,7 @@ async function logsTail(): Promise<string> {
 interface StatusVm {
   name: string;
   state: string;
+  definition: { app: string };
   net: { requests: number };
 }
 
@@ -220,8 +221,11 @@ describe.skipIf(!dockerAnswers())('docker compose up', () => {
     await until('the hypervisor to take the new host-agent back', 60_000, async () =>
       (await ok(['logs', '--no-color', 'hypervisor'])).out.includes('host-agent restarted') ? true : undefined,
     );
-    // Every VM answers a short load through the new host-agent's devices.
-    for (const vm of vms) {
+    // The web VMs answer a short load (`vmsim load` speaks web) through the new host-agent's
+    // CPU, disk and NIC; every VM is running.
+    const web = vms.filter((v) => v.definition.app === 'web');
+    expect(web.length).toBeGreaterThan(0);
+    for (const vm of web) {
       const served = await until(`${vm.name} serving after the power cut`, 60_000, async () => {
         const r = await compose(
           ['run', '--rm', '-T', 'cli', 'load', vm.name, '--rate', '20', '--duration', '1s', '--json'],
