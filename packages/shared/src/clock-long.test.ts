@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { waitFor } from './bus.ts';
 import { RealClock } from './clock.ts';
 
 describe('RealClock with far-away timers', () => {
@@ -9,7 +10,7 @@ describe('RealClock with far-away timers', () => {
     const huge = clock.at(1e308, () => fired++);
     let soon = false;
     clock.at(clock.now() + 5, () => (soon = true));
-    await new Promise((r) => setTimeout(r, 150));
+    await waitFor(() => soon, 2_000, 'the 5 ms timer');
     expect(soon).toBe(true);
     expect(fired).toBe(0);
     clock.cancel(far);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { serve, type Msg, type NatsConnection } from '../bus.ts';
+import { serve, waitFor, type Msg, type NatsConnection } from '../bus.ts';
 import { decodeRaw, encode } from '../codec.ts';
 import { createLogger } from '../logger.ts';
 import { Heartbeat } from './heartbeat.ts';
@@ -69,7 +69,7 @@ describe('bad input at the protocol edge', () => {
       return true;
     };
     callback!(null, { subject: 's', reply: 'r', data: encode({}), respond } as unknown as Msg);
-    await new Promise((r) => setTimeout(r, 10));
+    await waitFor(() => answers.length > 0, 2_000, 'the error answer');
     expect(answers).toEqual([{ ok: false, code: 'VMSIM_ERR_INTERNAL', message: expect.stringMatching(/max_payload/) }]);
   });
 });
