@@ -22,5 +22,6 @@ export * from './protocol/vnic.ts';
 export * from './protocol/permissions.ts';
 export * from './protocol/hardware.ts';
 export * from './protocol/mgmt.ts';
+export * from './protocol/storage.ts';
 export * from './protocol/events.ts';
 export * from './mgmt-client.ts';

@@ -29,7 +29,18 @@ import {
   EmptyRequest,
 } from '@vmsim/shared';
 import type { BlockStore } from './devices/block-store.ts';
+import type { DiskOpKind } from './devices/disk-timing.ts';
 import type { Hardware } from './hardware.ts';
+
+/** Refuses bytes `offset..offset+length` outside `store`, naming the field and the disk. */
+function inRange(store: BlockStore, disk: string, offset: number, length: number, field: string): void {
+  if (offset + length > store.capacityBytes) {
+    throw new VmsimError(
+      ErrorCode.OUT_OF_RANGE,
+      `${field}: bytes ${offset}..${offset + length} are outside disk "${disk}" (capacity ${store.capacityBytes})`,
+    );
+  }
+}
 
 export interface HostAgentDeps {
   nc: NatsConnection;
@@ -162,6 +173,7 @@ export class HostAgent {
       pendingDone: this.pendingDone.length,
       flushing,
       rejected: this.rejected,
+      disks: [...this.d.stores].map(([id, st]) => ({ id, backingBytes: st.allocatedBytes() })),
     };
   }
 
@@ -237,23 +249,60 @@ export class HostAgent {
       const op: HwDiskOp = decode(msg.data, HwDiskOpSchema, 'disk operation');
       const store = this.d.stores.get(diskId);
       if (!store) throw new VmsimError(ErrorCode.NO_SUCH_DEVICE, `no disk "${diskId}" on this host`);
+      // Refused before any byte moves, so a busy disk leaves the store as it was.
+      const timing = this.d.hardware.diskTiming(diskId);
+      if (timing.inFlight >= timing.capacity) {
+        throw new VmsimError(ErrorCode.DEVICE_BUSY, `disk ${diskId} queue depth ${timing.capacity} is full`);
+      }
       // Bytes move at admission, in admission order; the reply waits for the modeled time.
       let data: Buffer | undefined;
       let durable: Promise<unknown> = Promise.resolve();
       let bytes = 0;
-      if (op.op === 'read') {
-        data = store.read(op.offset, op.length);
-        bytes = op.length;
-      } else if (op.op === 'write') {
-        store.write(op.offset, op.data);
-        bytes = op.data.length;
-      } else if (op.op === 'swap') {
-        // Timing only: the page bytes live in the hypervisor's model, not in the file.
-        bytes = op.length;
-      } else {
-        durable = store.flush();
+      let kind: DiskOpKind;
+      switch (op.op) {
+        case 'read':
+          if (op.zeros) {
+            // Allocated but never written: the backing store holds nothing worth reading.
+            inRange(store, diskId, op.offset, op.length, 'offset');
+            data = Buffer.alloc(op.length);
+          } else data = store.read(op.offset, op.length);
+          bytes = op.length;
+          kind = 'read';
+          break;
+        case 'write':
+          store.write(op.offset, op.data);
+          bytes = op.data.length;
+          kind = 'write';
+          break;
+        case 'zero':
+          store.zero(op.offset, op.length);
+          bytes = op.length;
+          kind = 'write';
+          break;
+        case 'copy': {
+          const target = this.d.stores.get(op.to.disk);
+          if (!target) {
+            throw new VmsimError(ErrorCode.NO_SUCH_DEVICE, `to.disk: no disk "${op.to.disk}" on this host`);
+          }
+          inRange(store, diskId, op.offset, op.length, 'offset');
+          inRange(target, op.to.disk, op.to.offset, op.length, 'to.offset');
+          // The source as it reads now (cache included), handed over whole: no per-block copies.
+          target.write(op.to.offset, store.read(op.offset, op.length), true);
+          // A read and a write on this disk, as one operation.
+          bytes = 2 * op.length;
+          kind = 'write';
+          break;
+        }
+        case 'swap':
+          // Timing only: the page bytes live in the hypervisor's model, not in the file.
+          bytes = op.length;
+          kind = op.dir === 'in' ? 'read' : 'write';
+          break;
+        case 'flush':
+          durable = store.flush();
+          kind = 'flush';
+          break;
       }
-      const kind = op.op === 'swap' ? (op.dir === 'in' ? 'read' : 'write') : op.op;
       this.d.hardware.runDisk(diskId, kind, bytes, (serviceMs) => {
         durable.then(
           () =>

@@ -11,7 +11,7 @@ import { FaultEventInfo } from './faults.ts';
  * cleared, its health (degraded, recovered), or its watchdog firing (published before the
  * state change the watchdog's action causes).
  */
-export const VM_EVENT_KINDS = ['state', 'stress', 'memory', 'fault', 'health', 'watchdog'] as const;
+export const VM_EVENT_KINDS = ['state', 'stress', 'memory', 'fault', 'health', 'watchdog', 'io-error'] as const;
 export type VmEventKind = (typeof VM_EVENT_KINDS)[number];
 
 /**

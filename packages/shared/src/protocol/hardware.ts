@@ -19,6 +19,8 @@ export const ReplySubject = z
   .max(512)
   .regex(/^[^.\s*>]+(\.[^.\s*>]+)*$/, 'a literal subject: dot-separated tokens without whitespace or wildcards');
 const offset = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+/** The largest copy or zero fill: one pool chunk at most (64 MiB). */
+export const MAX_CHUNK_OP_BYTES = 64 * 1024 * 1024;
 const common = {
   /** The hypervisor's dispatch ticket, echoed on done. */
   t: ticket,
@@ -41,7 +43,14 @@ export const HwCpuOp = z.object({
 export type HwCpuOp = z.infer<typeof HwCpuOp>;
 
 export const HwDiskOp = z.discriminatedUnion('op', [
-  z.object({ ...common, op: z.literal('read'), offset, length: z.number().int().min(1).max(MAX_IO_BYTES) }),
+  z.object({
+    ...common,
+    op: z.literal('read'),
+    offset,
+    length: z.number().int().min(1).max(MAX_IO_BYTES),
+    /** A chunk allocated but never written (thick): timed like a read, answered with zeros. */
+    zeros: z.boolean().optional(),
+  }),
   z.object({
     ...common,
     op: z.literal('write'),
@@ -49,6 +58,19 @@ export const HwDiskOp = z.discriminatedUnion('op', [
     data: z.instanceof(Uint8Array).refine((d) => d.length <= MAX_IO_BYTES, `at most ${MAX_IO_BYTES} bytes`),
   }),
   z.object({ ...common, op: z.literal('flush') }),
+  /** Zero fill of a newly allocated chunk's bytes that a write leaves alone (timed as a write). */
+  z.object({ ...common, op: z.literal('zero'), offset, length: z.number().int().min(1).max(MAX_CHUNK_OP_BYTES) }),
+  /**
+   * Copy-on-write inside the host: bytes from this disk to `to` (this or another disk of the
+   * host), timed as a read and a write on this disk; no byte crosses the bus.
+   */
+  z.object({
+    ...common,
+    op: z.literal('copy'),
+    offset,
+    length: z.number().int().min(1).max(MAX_CHUNK_OP_BYTES),
+    to: z.object({ disk: z.string().min(1).max(64), offset }),
+  }),
   /**
    * Swap traffic on the host's swap area: timed like a read (`in`) or a write (`out`) of
    * `length` bytes, but no page bytes cross the bus and none land in the backing file.
@@ -190,6 +212,8 @@ export const HostAgentStats = z.object({
   flushing: z.number().int().min(0),
   /** Operations refused so far (bad payload, busy device, unknown device). */
   rejected: z.number().int().min(0),
+  /** Bytes each disk's sparse backing file really occupies on the machine (what was ever written). */
+  disks: z.array(z.object({ id: z.string(), backingBytes: z.number().min(0) })).optional(),
 });
 export type HostAgentStats = z.infer<typeof HostAgentStats>;
 

@@ -5,6 +5,7 @@ import { VM_STATES } from './lifecycle-states.ts';
 import { STRESS_KINDS } from './guest-control.ts';
 import { ErrorReply } from './reply.ts';
 import { ActiveFault, FaultSpec, VM_HEALTH, WatchdogConfig } from './faults.ts';
+import { StorageRequests, StorageResults, VmDiskSpec, VolumeInfo } from './storage.ts';
 
 /** The hypervisor's management API (what virsh talks to), one subject per operation. */
 export const APPS = ['web', 'mail', 'db', 'file', 'game'] as const;
@@ -55,6 +56,8 @@ export const VmDefinition = z.object({
     .min(0.125)
     .max(16 * 1024)
     .default(4),
+  /** Where its virtual disk comes from (pool, thin or thick, clone of a template); absent: thick in the default pool. */
+  disk: VmDiskSpec.optional(),
   /** Relative weight under the `fair` policy (cgroup cpu.weight's scale: default 100). */
   shares: z.number().int().min(1).max(10000).default(100),
   /**
@@ -109,7 +112,16 @@ export const VmInfo = z.object({
   bootMs: z.number().nullable(),
   lastHeartbeatAgoMs: z.number().nullable(),
   guestLagMs: z.number().nullable(),
-  disks: z.array(z.object({ index: z.number().int(), sizeBytes: z.number().int(), extents: z.array(Extent) })),
+  disks: z.array(
+    z.object({
+      index: z.number().int(),
+      sizeBytes: z.number().int(),
+      /** Where its written chunks are now (newest layer per chunk); unwritten chunks are absent. */
+      extents: z.array(Extent),
+      /** The volume behind it: pool, allocation, snapshots, I/O figures. */
+      volume: VolumeInfo.optional(),
+    }),
+  ),
   hypercalls: z.object({ total: z.number().int(), rejected: z.number().int(), byOp: z.record(z.string(), OpStats) }),
   /** Figures the guest's application reports (tick lateness, queue lengths, commit batches…). */
   app: z.record(z.string(), z.number()),
@@ -245,6 +257,7 @@ export const MgmtRequests = {
   policy: z.object({ policy: z.enum(['fifo', 'fair']) }),
   list: z.object({}),
   info: byName,
+  ...StorageRequests,
 } as const;
 export type MgmtOp = keyof typeof MgmtRequests;
 export const MGMT_OPS = Object.keys(MgmtRequests) as MgmtOp[];
@@ -266,6 +279,7 @@ export const MgmtResults = {
   policy: HostInfo,
   list: z.object({ vms: z.array(VmInfo) }),
   info: VmInfo,
+  ...StorageResults,
 } as const satisfies Record<MgmtOp, z.ZodType>;
 
 export type MgmtRequest<Op extends MgmtOp> = z.input<(typeof MgmtRequests)[Op]>;

@@ -2,6 +2,8 @@ import fs from 'node:fs';
 import { ErrorCode, VmsimError } from '@vmsim/shared';
 
 const BLOCK = 4096;
+/** One block of zeros shared by every zeroed block in any cache: cached blocks are never mutated in place. */
+const ZERO_BLOCK = Buffer.alloc(BLOCK);
 
 export interface BlockStoreOptions {
   /** Bytes the volatile write cache holds before writes go straight to the backing file. */
@@ -97,7 +99,11 @@ export class BlockStore {
     return out;
   }
 
-  write(offset: number, data: Uint8Array): void {
+  /**
+   * `adopt`: the caller hands `data` over and never changes it again, so whole blocks are
+   * cached as views of it instead of copies (a copy's freshly read bytes).
+   */
+  write(offset: number, data: Uint8Array, adopt = false): void {
     this.check(offset, data.length);
     let done = 0;
     while (done < data.length) {
@@ -105,16 +111,41 @@ export class BlockStore {
       const index = Math.floor(pos / BLOCK);
       const within = pos - index * BLOCK;
       const n = Math.min(BLOCK - within, data.length - done);
-      const block = n === BLOCK ? Buffer.allocUnsafe(BLOCK) : Buffer.from(this.readBlock(index));
-      block.set(data.subarray(done, done + n), within);
-      if (this.flushing === 0 && this.cache.size * BLOCK >= this.opts.cacheBytes && !this.cache.has(index)) {
-        // Cache full: write through, like a drive whose cache is saturated.
-        fs.writeSync(this.fd, block, 0, BLOCK, index * BLOCK);
+      let block: Buffer;
+      if (n === BLOCK && adopt) {
+        block = Buffer.from(data.buffer, data.byteOffset + done, BLOCK);
       } else {
-        this.cache.delete(index);
-        this.cache.set(index, block);
+        block = n === BLOCK ? Buffer.allocUnsafe(BLOCK) : Buffer.from(this.readBlock(index));
+        block.set(data.subarray(done, done + n), within);
       }
+      this.put(index, block);
       done += n;
+    }
+  }
+
+  /** Writes `length` zero bytes; whole blocks all share one zero block, so a large fill allocates nothing per block. */
+  zero(offset: number, length: number): void {
+    this.check(offset, length);
+    let done = 0;
+    while (done < length) {
+      const pos = offset + done;
+      const index = Math.floor(pos / BLOCK);
+      const within = pos - index * BLOCK;
+      const n = Math.min(BLOCK - within, length - done);
+      const block = n === BLOCK ? ZERO_BLOCK : Buffer.from(this.readBlock(index)).fill(0, within, within + n);
+      this.put(index, block);
+      done += n;
+    }
+  }
+
+  /** Caches a new version of one block, or writes it through when the cache is full. */
+  private put(index: number, block: Buffer): void {
+    if (this.flushing === 0 && this.cache.size * BLOCK >= this.opts.cacheBytes && !this.cache.has(index)) {
+      // Cache full: write through, like a drive whose cache is saturated.
+      fs.writeSync(this.fd, block, 0, BLOCK, index * BLOCK);
+    } else {
+      this.cache.delete(index);
+      this.cache.set(index, block);
     }
   }
 
