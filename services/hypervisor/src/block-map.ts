@@ -10,8 +10,9 @@ export interface PhysicalDisk {
 const ALIGN = 1024 * 1024;
 
 /**
- * Hands out contiguous extents of the host's physical disks (first fit). Storage work
- * (thin disks, snapshots) changes what a block map holds, not how guests address it.
+ * Hands out contiguous extents of the host's physical disks (first fit). VM disks live in
+ * storage pools now (see volumes.ts); this places the host's swap area at the end of a
+ * disk, after what older data directories' VM disks hold there.
  */
 export class ExtentAllocator {
   private readonly disks: PhysicalDisk[];
@@ -88,46 +89,5 @@ export class ExtentAllocator {
       ErrorCode.NO_SPACE,
       `no physical disk has ${(want / 2 ** 30).toFixed(2)} GiB contiguous (${free})`,
     );
-  }
-}
-
-export interface Segment {
-  disk: string;
-  pOffset: number;
-  length: number;
-}
-
-/** A virtual disk's map from its byte addresses to physical extents. */
-export class BlockMap {
-  readonly sizeBytes: number;
-  readonly extents: readonly Extent[];
-
-  constructor(sizeBytes: number, extents: readonly Extent[]) {
-    const covered = extents.reduce((s, e) => s + e.length, 0);
-    if (covered < sizeBytes) throw new RangeError(`extents cover ${covered} of ${sizeBytes} bytes`);
-    this.sizeBytes = sizeBytes;
-    this.extents = [...extents].sort((a, b) => a.vOffset - b.vOffset);
-  }
-
-  /** The physical pieces of a virtual range, in order. */
-  translate(offset: number, length: number): Segment[] {
-    if (offset < 0 || length < 1 || offset + length > this.sizeBytes) {
-      throw new VmsimError(
-        ErrorCode.OUT_OF_RANGE,
-        `virtual disk access ${offset}..${offset + length} is outside its ${this.sizeBytes} bytes`,
-      );
-    }
-    const out: Segment[] = [];
-    let pos = offset;
-    const end = offset + length;
-    for (const e of this.extents) {
-      if (pos >= end) break;
-      const eEnd = e.vOffset + e.length;
-      if (pos >= eEnd || pos < e.vOffset) continue;
-      const n = Math.min(end, eEnd) - pos;
-      out.push({ disk: e.disk, pOffset: e.pOffset + (pos - e.vOffset), length: n });
-      pos += n;
-    }
-    return out;
   }
 }

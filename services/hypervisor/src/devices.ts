@@ -28,6 +28,8 @@ export interface DeviceRequest {
    * frame's connection, say.
    */
   onLost?: (why: string) => void;
+  /** Told once when the operation ends: done on the device, failed, or lost. */
+  onSettled?: (ok: boolean, waitMs: number, serviceMs: number) => void;
 }
 
 interface InFlight {
@@ -39,6 +41,8 @@ interface InFlight {
   dispatchedWallMs: number;
   /** Tells the waiting guest or client, should the device never answer. */
   onLost: ((why: string) => void) | undefined;
+  waitMs: number;
+  onSettled: DeviceRequest['onSettled'];
 }
 
 /** Device work that answers a guest's hypercall (the rest is the VMM's own: host work, swap, client frames). */
@@ -164,9 +168,9 @@ export class HostDevices {
         ? { ratePerMs: def.cpuReservationPct / 100, burst: Math.max(1, def.cpuReservationPct / 10) }
         : null,
     });
-    for (const d of this.disks.values()) {
-      d.configureVm(vm, { weight: def.shares, bytes: limit(def.diskBytesPerS), ops: limit(def.diskOpsPerS) });
-    }
+    // Disk rate limits hold per virtual disk, whatever physical disks its chunks are on:
+    // the volume manager applies them before its I/O reaches these queues.
+    for (const d of this.disks.values()) d.configureVm(vm, { weight: def.shares, bytes: null, ops: null });
     for (const n of [this.nic.rx, this.nic.tx]) {
       n.configureVm(vm, { weight: def.shares, bytes: limit(def.netBytesPerS), ops: limit(def.netOpsPerS) });
     }
@@ -200,7 +204,16 @@ export class HostDevices {
               encode(errorReply(ErrorCode.HOST_UNAVAILABLE, `${kind} lost on ${sched.name}: ${why}`)),
             )
         : undefined);
-    this.inFlight.set(t, { sched, vm: job.vm, kind, cost: job.cost, dispatchedWallMs: Date.now(), onLost });
+    this.inFlight.set(t, {
+      sched,
+      vm: job.vm,
+      kind,
+      cost: job.cost,
+      dispatchedWallMs: Date.now(),
+      onLost,
+      waitMs,
+      onSettled: job.payload.onSettled,
+    });
     this.events.dispatched(job.vm, job.payload.kind, waitMs);
     this.nc.publish(
       job.payload.subject,
@@ -212,13 +225,14 @@ export class HostDevices {
    * A device says it finished ticket `t`. A completion naming another device than the one
    * the ticket went to is not this ticket's (a stray or forged message): it frees nothing.
    */
-  onDone(t: number, ok: boolean, device?: string): boolean {
+  onDone(t: number, ok: boolean, device?: string, serviceMs = 0): boolean {
     const f = this.inFlight.get(t);
     if (!f) return false;
     if (device !== undefined && device !== f.sched.name) return false;
     this.inFlight.delete(t);
     if (!ok) this.events.failed(f.vm, f.kind);
     f.sched.complete(f.vm, f.cost);
+    f.onSettled?.(ok, f.waitMs, serviceMs);
     return true;
   }
 
@@ -234,6 +248,7 @@ export class HostDevices {
         this.inFlight.delete(t);
         f.sched.complete(f.vm, f.cost);
         f.onLost?.(why);
+        f.onSettled?.(false, f.waitMs, 0);
         n++;
       }
     }

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import type {
   Clock,
@@ -26,6 +27,7 @@ import {
   HwDoneBatch,
   HwDoneItem,
   HostHello,
+  HostAgentStats,
   Hypercall,
   IngressRequest,
   Inventory,
@@ -61,7 +63,6 @@ import {
   waitFor,
 } from '@vmsim/shared';
 import { admitCpuReservation, admitMemory, checkReservation, committableMiB, hostCpuPct } from './admission.ts';
-import { ExtentAllocator } from './block-map.ts';
 import { ConnectionTable } from './connections.ts';
 import { HOST_FLOW, HOST_FLOW_WEIGHT, HostWork, OVERHEADS } from './host-os.ts';
 import { HostDevices } from './devices.ts';
@@ -79,6 +80,7 @@ import { AdoptedProcess, decideAdoption, isGuestProcess, probeProcess } from './
 import { Chaos } from './faults.ts';
 import type { Policy } from './scheduler.ts';
 import { ACTIVE_STATES, nextState, type VmCommand } from './vm-state.ts';
+import { Volumes, type VolumeIo } from './volumes.ts';
 
 export const HYPERVISOR_TYPES = ['type1', 'type2'] as const;
 export type HypervisorType = (typeof HYPERVISOR_TYPES)[number];
@@ -105,6 +107,12 @@ export interface HypervisorConfig {
   /** How long a client connection may wait for its guest's answer, simulated ms. */
   connectionTimeoutMs: number;
   hostAgentWaitMs: number;
+  /**
+   * Crash-consistency testing: a file that may name a storage point (`snapshot:before-save`,
+   * `save:before-rename`, …); when the storage reaches it, the file is removed and the
+   * hypervisor kills itself (SIGKILL), as a power cut of the VMM would. Absent: never.
+   */
+  crashPointFile?: string | undefined;
 }
 
 export interface HypervisorDeps {
@@ -130,7 +138,8 @@ export class Hypervisor {
   private profile!: HardwareProfile;
   private hostAgentBootId = '';
   private devices!: HostDevices;
-  private allocator!: ExtentAllocator;
+  /** Storage pools and every VM's virtual disk. */
+  private volumes!: Volumes;
   private connections!: ConnectionTable;
   /** Guest RAM: limits, OOM kills, balloon and swap. */
   private memory!: GuestMemory;
@@ -211,18 +220,60 @@ export class Hypervisor {
         },
       },
     });
-    this.allocator = new ExtentAllocator(
-      inv.profile.disks.map((x) => ({ id: x.id, capacityBytes: Math.floor(x.capacityGiB * 1024 ** 3) })),
-    );
     this.connections = new ConnectionTable(this.d.clock, { timeoutMs: this.cfg.connectionTimeoutMs, maxOpen: 100_000 });
     const persisted = this.store.loadAll();
+    const hostMiB = inv.profile.memoryGiB * 1024;
+    this.volumes = Volumes.open(
+      {
+        nc,
+        ns,
+        host,
+        clock: this.d.clock,
+        logger: this.log,
+        devices: this.devices,
+        profile: inv.profile,
+        dataDir: this.cfg.dataDir,
+        // Sized for the overcommitted part of RAM, 1 GiB at least.
+        swapBytes: Math.max(1024, Math.ceil(hostMiB * (this.cfg.overcommit - 1))) * 1024 * 1024,
+        events: {
+          stalled: (vm, reason) => this.onDiskStalled(vm, reason),
+          unstalled: (vm, reason) => this.onDiskUnstalled(vm, reason),
+        },
+        isActive: (vm) => {
+          const r = this.vms.get(vm);
+          return r !== undefined && ACTIVE_STATES.includes(r.state);
+        },
+        crashPoint: (point) => {
+          const file = this.cfg.crashPointFile;
+          if (!file || !fs.existsSync(file) || fs.readFileSync(file, 'utf8').trim() !== point) return;
+          fs.rmSync(file, { force: true });
+          this.log.fatal({ point }, `crash point ${point} reached: killing the hypervisor`);
+          process.kill(process.pid, 'SIGKILL');
+        },
+        backingBytes: async () => {
+          try {
+            const st = await call(nc, hardwareSubjects.stats(ns, host), {}, HostAgentStats, 2000);
+            return new Map((st.disks ?? []).map((d) => [d.id, d.backingBytes]));
+          } catch {
+            return null;
+          }
+        },
+      },
+      persisted.vms
+        .filter((p) => p.volume === undefined && p.extents.length > 0)
+        .map((p) => ({ vm: p.def.name, sizeBytes: diskBytes(p.def), extents: p.extents })),
+    );
     for (const p of persisted.vms) {
-      this.allocator.claim(p.extents);
-      const rec = newRecord(p.def, p.uuid, p.definedAt, p.extents);
+      const volume = p.volume ?? p.def.name;
+      const rec = newRecord(p.def, p.uuid, p.definedAt, volume, p.ownsVolume ?? true);
       rec.reason = 'definition loaded at hypervisor start';
+      if (!this.volumes.model.volumes.has(volume)) {
+        rec.reason = `its disk volume ${volume} is missing from the storage metadata`;
+        this.log.error({ vm: p.def.name, volume }, rec.reason);
+      } else this.volumes.attach(volume, p.def.name);
       this.vms.set(p.def.name, rec);
     }
-    // After the VMs' disks are claimed: the swap area goes at the end of a disk.
+    this.volumes.start();
     this.memory = new GuestMemory({
       nc,
       ns,
@@ -231,7 +282,7 @@ export class Hypervisor {
       rng: createRng(`${host}/memory`),
       devices: this.devices,
       profile: inv.profile,
-      allocator: this.allocator,
+      swapArea: this.volumes.swap,
       reservedMiB: this.cfg.reservedMiB,
       overcommit: this.cfg.overcommit,
       policy: this.cfg.policy,
@@ -310,6 +361,7 @@ export class Hypervisor {
     for (const rec of this.vms.values()) if (rec.chaos.faultTimer) this.d.clock.cancel(rec.chaos.faultTimer);
     for (const s of this.subs.splice(0)) s.unsubscribe();
     this.memory?.stop();
+    this.volumes?.stop();
     const exits: Promise<void>[] = [];
     const poweredOff: string[] = [];
     for (const rec of this.vms.values()) {
@@ -435,6 +487,7 @@ export class Hypervisor {
       rec.lastHeartbeatWallMs = null;
       this.chaos.onStart(rec);
       this.devices.configureVm(name, rec.def);
+      this.volumes.configure(rec.volume, rec.def);
       this.memory.register(rec);
       this.memory.restoreUsage(rec, run!.usedMiB);
       // The host-agent kept its allocation (or lost it, when it restarted too): claim it again.
@@ -478,7 +531,7 @@ export class Hypervisor {
   /** A VM event that is not a state change (fault, health, watchdog, stressor): logged and published with its reason. */
   private chaosEvent(
     rec: VmRecord,
-    kind: 'fault' | 'health' | 'watchdog' | 'stress',
+    kind: 'fault' | 'health' | 'watchdog' | 'stress' | 'io-error',
     reason: string,
     extra: { fault?: FaultEventInfo; health?: 'degraded' | 'recovered'; stress?: StressKind | null } = {},
   ): void {
@@ -506,14 +559,14 @@ export class Hypervisor {
     const rec = this.get(req.name);
     const { name: _name, ...spec } = req;
     this.chaos.inject(rec, spec);
-    return toInfo(rec, Date.now());
+    return this.info(rec);
   }
 
   /** Clears a VM's fault now; a VM without one is left as it is. */
   unfaultVm(name: string): VmInfo {
     const rec = this.get(name);
     this.chaos.clear(rec, 'unfault requested');
-    return toInfo(rec, Date.now());
+    return this.info(rec);
   }
 
   /** A malformed or schema-invalid message from a guest: counted; logged now and then, not each time (a flood). */
@@ -565,7 +618,7 @@ export class Hypervisor {
     }
     const span = durationMs !== undefined ? `for ${durationMs} simulated ms` : 'until unstressed';
     this.stressEvent(rec, `stressor ${kind} started ${span}${previous ? `, replacing ${previous}` : ''}`);
-    return toInfo(rec, Date.now());
+    return this.info(rec);
   }
 
   /** Stops a VM's stressor; a VM that runs none is left as it is. */
@@ -575,7 +628,7 @@ export class Hypervisor {
       this.d.nc.publish(guestControlSubject(this.d.ns, name), encode({ cmd: 'stress-stop' }));
     }
     this.endStress(rec, 'unstress requested');
-    return toInfo(rec, Date.now());
+    return this.info(rec);
   }
 
   private publishServiceEvent(kind: string, reason: string): void {
@@ -637,11 +690,12 @@ export class Hypervisor {
   define(def: VmDefinition): VmInfo {
     if (this.vms.has(def.name)) throw new VmsimError(ErrorCode.VM_EXISTS, `a VM named ${def.name} is already defined`);
     if (def.cpuReservationPct) checkReservation(def.name, def.cpuReservationPct, def.vcpus);
-    const extent = this.allocator.allocate(diskBytes(def));
-    const rec = newRecord(def, randomUUID(), Date.now(), [extent]);
+    const { volume, owned } = this.volumes.createForVm(def, diskBytes(def));
+    this.volumes.attach(volume, def.name);
+    const rec = newRecord(def, randomUUID(), Date.now(), volume, owned);
     this.vms.set(def.name, rec);
     this.persist();
-    this.log.info({ vm: def.name, def, extent }, `vm ${def.name}: defined`);
+    this.log.info({ vm: def.name, def, volume, owned }, `vm ${def.name}: defined`);
     this.d.nc.publish(
       vmEventSubject(this.d.ns, this.d.host, def.name),
       encode({
@@ -654,7 +708,7 @@ export class Hypervisor {
         pid: null,
       }),
     );
-    return toInfo(rec, Date.now());
+    return this.info(rec);
   }
 
   undefine(name: string): { name: string } {
@@ -663,8 +717,8 @@ export class Hypervisor {
       throw new VmsimError(ErrorCode.BAD_STATE, `cannot undefine VM ${name}: it is ${rec.state}; destroy it first`);
     }
     clearTimeout(rec.restartTimer);
+    this.volumes.releaseForVm(rec.volume, rec.ownsVolume);
     this.vms.delete(name);
-    this.allocator.release(rec.disk.extents);
     this.persist();
     this.log.info({ vm: name }, `vm ${name}: undefined`);
     this.d.nc.publish(
@@ -697,11 +751,12 @@ export class Hypervisor {
     rec.startedAt = Date.now();
     rec.startedWallMs = Date.now();
     this.devices.configureVm(name, rec.def);
+    this.volumes.configure(rec.volume, rec.def);
     this.memory.register(rec);
     this.chaos.onStart(rec);
     this.transition(rec, 'start', reason);
     this.spawnGuest(rec, creds);
-    return toInfo(rec, Date.now());
+    return this.info(rec);
   }
 
   private spawnGuest(rec: VmRecord, creds: { jwt: string; seed: string } | undefined): void {
@@ -711,7 +766,7 @@ export class Hypervisor {
       os: rec.def.os,
       vcpus: rec.def.vcpus,
       memoryMiB: rec.def.memoryMiB,
-      disks: [{ index: 0, sizeBytes: rec.disk.sizeBytes }],
+      disks: [{ index: 0, sizeBytes: this.volumes.sizeOf(rec.volume) }],
       heartbeatMs: this.cfg.heartbeatMs,
       seed: rec.uuid,
       ackBeforeFlush: rec.def.ackBeforeFlush,
@@ -815,6 +870,7 @@ export class Hypervisor {
   private release(rec: VmRecord): void {
     const name = rec.def.name;
     this.memory.remove(rec);
+    this.volumes.dropStalled(name);
     const dropped = this.devices.dropVm(name);
     for (const c of this.connections.dropVm(name)) {
       this.d.nc.publish(
@@ -854,13 +910,13 @@ export class Hypervisor {
       rec.state = 'stopping';
       this.transition(rec, 'destroy', `shutdown timed out after ${timeoutMs} ms: forced off`);
     }, timeoutMs);
-    return toInfo(rec, Date.now());
+    return this.info(rec);
   }
 
   destroyVm(name: string): VmInfo {
     const rec = this.get(name);
     this.powerOff(rec, 'destroy', 'destroy requested');
-    return toInfo(rec, Date.now());
+    return this.info(rec);
   }
 
   /** Changes a VM's shares and rate limits; a running VM's schedulers take them at once. */
@@ -892,11 +948,14 @@ export class Hypervisor {
     }
     rec.def = next;
     this.persist();
-    if (ACTIVE_STATES.includes(rec.state)) this.devices.configureVm(rec.def.name, rec.def);
+    if (ACTIVE_STATES.includes(rec.state)) {
+      this.devices.configureVm(rec.def.name, rec.def);
+      this.volumes.configure(rec.volume, rec.def);
+    }
     this.log.info({ vm: rec.def.name, changes }, `vm ${rec.def.name}: tuned`);
     // A limit below what the guest uses kills it, as cgroup memory.max would.
     this.memory.applyLimit(rec);
-    return toInfo(rec, Date.now());
+    return this.info(rec);
   }
 
   pauseVm(name: string): VmInfo {
@@ -904,7 +963,7 @@ export class Hypervisor {
     nextState(name, rec.state, 'pause');
     rec.proc?.kill('SIGSTOP');
     this.transition(rec, 'pause', 'pause requested');
-    return toInfo(rec, Date.now());
+    return this.info(rec);
   }
 
   resumeVm(name: string): VmInfo {
@@ -916,7 +975,7 @@ export class Hypervisor {
     rec.chaos.watchdogFired = false;
     this.transition(rec, 'resume', 'resume requested');
     if (rec.chaos.fault?.kind === 'pause') this.chaos.clear(rec, 'the VM was resumed');
-    return toInfo(rec, Date.now());
+    return this.info(rec);
   }
 
   private watchdog(): void {
@@ -1085,36 +1144,24 @@ export class Hypervisor {
       }
       if (hc.disk !== 0) throw new VmsimError(ErrorCode.NO_SUCH_DEVICE, `VM ${name} has no disk ${hc.disk}`);
       this.hostWork.noteIo();
-      if (hc.op === 'disk.flush') {
-        // A flush reaches every physical disk the virtual disk lives on; one extent for now.
-        const diskId = rec.disk.extents[0]!.disk;
-        this.devices.diskScheduler(diskId).submit(name, this.devices.diskCost(diskId, 0), {
-          subject: this.devices.subjects.disk.get(diskId)!,
-          kind: hc.op,
-          body: { replyTo, op: 'flush' },
-        });
-        return;
+      let io: VolumeIo;
+      if (hc.op === 'disk.flush') io = { op: 'flush' };
+      else {
+        const length = hc.op === 'disk.read' ? hc.length : hc.data.length;
+        const size = this.volumes.sizeOf(rec.volume);
+        if (hc.offset + length > size) {
+          throw new VmsimError(
+            ErrorCode.OUT_OF_RANGE,
+            `virtual disk access ${hc.offset}..${hc.offset + length} is outside its ${size} bytes`,
+          );
+        }
+        fig.bytes += length;
+        io =
+          hc.op === 'disk.read'
+            ? { op: 'read', offset: hc.offset, length }
+            : { op: 'write', offset: hc.offset, data: hc.data };
       }
-      const length = hc.op === 'disk.read' ? hc.length : hc.data.length;
-      const segs = rec.disk.translate(hc.offset, length);
-      if (segs.length !== 1) {
-        throw new VmsimError(ErrorCode.OUT_OF_RANGE, `an access may not span extents (${segs.length} pieces)`);
-      }
-      const seg = segs[0]!;
-      fig.bytes += length;
-      this.devices.diskScheduler(seg.disk).submit(
-        name,
-        this.devices.diskCost(seg.disk, length),
-        {
-          subject: this.devices.subjects.disk.get(seg.disk)!,
-          kind: hc.op,
-          body:
-            hc.op === 'disk.read'
-              ? { replyTo, op: 'read', offset: seg.pOffset, length }
-              : { replyTo, op: 'write', offset: seg.pOffset, data: hc.data },
-        },
-        length,
-      );
+      this.volumes.guestIo(name, rec.volume, io, replyTo);
     } catch (e) {
       fig.errors++;
       const ve = toVmsimError(e);
@@ -1160,7 +1207,7 @@ export class Hypervisor {
     let bad = 0;
     for (const item of items) {
       const d = HwDoneItem.safeParse(item);
-      if (d.success) this.devices.onDone(d.data.t, d.data.ok, d.data.device);
+      if (d.success) this.devices.onDone(d.data.t, d.data.ok, d.data.device, d.data.serviceMs);
       else bad++;
     }
     if (bad > 0) this.log.warn({ bad, of: items.length }, 'bad device completions ignored');
@@ -1398,6 +1445,45 @@ export class Hypervisor {
     };
   }
 
+  /** What the API reports of a VM, its disk's volume included. */
+  private info(rec: VmRecord): VmInfo {
+    const has = this.volumes.model.volumes.has(rec.volume);
+    const disks: VmInfo['disks'] = has
+      ? [
+          {
+            index: 0,
+            sizeBytes: this.volumes.sizeOf(rec.volume),
+            extents: this.volumes.extentsOf(rec.volume),
+            volume: this.volumes.volumeInfo(rec.volume),
+          },
+        ]
+      : [];
+    return toInfo(rec, Date.now(), disks);
+  }
+
+  /**
+   * A write of the VM found its pool full: the VM is paused (as libvirt pauses a guest on
+   * ENOSPC), its write kept; it goes on when the pool has room.
+   */
+  private onDiskStalled(vm: string, reason: string): void {
+    const rec = this.vms.get(vm);
+    if (!rec) return;
+    this.chaosEvent(rec, 'io-error', reason);
+    if (rec.state !== 'running') return;
+    rec.proc?.kill('SIGSTOP');
+    this.transition(rec, 'pause', reason);
+  }
+
+  private onDiskUnstalled(vm: string, reason: string): void {
+    const rec = this.vms.get(vm);
+    if (!rec || rec.state !== 'paused' || !rec.reason.startsWith('I/O error')) return;
+    rec.proc?.kill('SIGCONT');
+    // Heartbeats stopped while it was frozen; give it a fresh interval before the watchdog looks.
+    rec.lastHeartbeatWallMs = Date.now();
+    rec.chaos.watchdogFired = false;
+    this.transition(rec, 'resume', `resumed: ${reason}`);
+  }
+
   private serveApi(): void {
     const { nc, ns, host } = this.d;
     const handlers: { [Op in MgmtOp]: (req: never) => unknown } = {
@@ -1422,8 +1508,41 @@ export class Hypervisor {
         this.publishServiceEvent('policy', `every device scheduler now uses ${r.policy}`);
         return this.hostInfo();
       },
-      list: () => ({ vms: [...this.vms.values()].map((r) => toInfo(r, Date.now())) }),
-      info: (r: { name: string }) => toInfo(this.get(r.name), Date.now()),
+      list: () => ({ vms: [...this.vms.values()].map((r) => this.info(r)) }),
+      info: (r: { name: string }) => this.info(this.get(r.name)),
+      poolList: async () => ({ pools: await this.volumes.poolList() }),
+      poolCreate: (r: { id: string; disks: string[]; diskGiB?: number; chunkMiB?: number }) =>
+        this.volumes.poolCreate(r),
+      poolAddDisk: (r: { id: string; disk: string; sizeGiB?: number }) => this.volumes.poolAddDisk(r),
+      diskList: (r: { pool?: string }) => ({ volumes: this.volumes.diskList(r.pool) }),
+      diskInfo: (r: { id: string }) => this.volumes.volumeInfo(r.id),
+      diskCreate: (r: { id: string; pool: string; sizeGiB: number; provisioning: 'thin' | 'thick' }) =>
+        this.volumes.diskCreate(r),
+      diskSnapshot: (r: { id: string; snapshot: string }) => this.volumes.diskSnapshot(r.id, r.snapshot),
+      diskRevert: (r: { id: string; snapshot: string }) => this.volumes.diskRevert(r.id, r.snapshot),
+      diskDeleteSnapshot: (r: { id: string; snapshot: string }) => this.volumes.diskDeleteSnapshot(r.id, r.snapshot),
+      diskTemplate: (r: { id: string }) => this.volumes.diskTemplate(r.id),
+      diskClone: (r: { template: string; id: string }) => this.volumes.diskClone(r.template, r.id),
+      diskDelete: (r: { id: string }) => this.volumes.diskDelete(r.id),
+      diskRead: async (r: { id: string; offset: number; length: number; snapshot?: string }) => {
+        const reply = await this.volumes.apiIo(r.id, {
+          op: 'read',
+          offset: r.offset,
+          length: r.length,
+          snapshot: r.snapshot,
+        });
+        if (!reply.ok) throw new VmsimError(reply.code as ErrorCode, reply.message);
+        return { data: reply.data ?? new Uint8Array(0) };
+      },
+      diskWrite: async (r: { id: string; offset: number; data: Uint8Array; flush: boolean }) => {
+        const w = await this.volumes.apiIo(r.id, { op: 'write', offset: r.offset, data: r.data });
+        if (!w.ok) throw new VmsimError(w.code as ErrorCode, w.message);
+        if (r.flush) {
+          const f = await this.volumes.apiIo(r.id, { op: 'flush' });
+          if (!f.ok) throw new VmsimError(f.code as ErrorCode, f.message);
+        }
+        return { bytes: r.data.length };
+      },
     };
     for (const op of Object.keys(handlers) as MgmtOp[]) {
       const handler = handlers[op] as (req: unknown) => unknown;

@@ -1,7 +1,8 @@
 export { Hypervisor, HYPERVISOR_TYPES, type HypervisorType, type HypervisorConfig } from './hypervisor.ts';
 export { ResourceScheduler, POLICIES, type Policy, type Job } from './scheduler.ts';
 export { nextState, canApply, ACTIVE_STATES, VM_COMMANDS, type VmCommand } from './vm-state.ts';
-export { BlockMap, ExtentAllocator } from './block-map.ts';
+export { ExtentAllocator } from './block-map.ts';
+export { Volumes, type VolumeIo } from './volumes.ts';
 export { ConnectionTable } from './connections.ts';
 export {
   admitMemory,

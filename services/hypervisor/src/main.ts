@@ -39,6 +39,8 @@ const Env = BaseEnv.extend({
   VMSIM_SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(100).default(15_000),
   VMSIM_CONNECTION_TIMEOUT_MS: z.coerce.number().int().min(100).default(30_000),
   VMSIM_HOST_AGENT_WAIT_MS: z.coerce.number().int().min(100).default(60_000),
+  /** Crash-consistency tests: a file naming the storage point at which the hypervisor kills itself. */
+  VMSIM_CRASH_POINT_FILE: z.string().min(1).optional(),
   /** The account signing key that mints each guest its own bus user (signer.json of `vmsim nats-auth`); none: guests connect without credentials. */
   VMSIM_NATS_SIGNER_FILE: z.string().min(1).optional(),
 });
@@ -96,6 +98,7 @@ async function main(): Promise<void> {
       shutdownTimeoutMs: cfg.VMSIM_SHUTDOWN_TIMEOUT_MS,
       connectionTimeoutMs: cfg.VMSIM_CONNECTION_TIMEOUT_MS,
       hostAgentWaitMs: cfg.VMSIM_HOST_AGENT_WAIT_MS,
+      crashPointFile: cfg.VMSIM_CRASH_POINT_FILE,
     },
   });
   life.onStop('power off guests', () => hv.stop('shutdown'));

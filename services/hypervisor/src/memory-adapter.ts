@@ -1,6 +1,5 @@
 import type { HardwareProfile, Logger, Msg, NatsConnection, Namespace, Rng } from '@vmsim/shared';
 import { ErrorCode, HypercallReply, decode, encode, errorReply, swapDoneSubject, vmEventSubject } from '@vmsim/shared';
-import type { ExtentAllocator } from './block-map.ts';
 import type { HostDevices } from './devices.ts';
 import { MemoryManager, type PerVm, type Reclaim } from './memory.ts';
 import { opFigures, type VmRecord } from './registry.ts';
@@ -20,7 +19,8 @@ export interface GuestMemoryDeps {
   rng: Rng;
   devices: HostDevices;
   profile: HardwareProfile;
-  allocator: ExtentAllocator;
+  /** The host's swap area on a physical disk, outside every storage pool (none: no swap). */
+  swapArea: { disk: string; offset: number; length: number } | undefined;
   reservedMiB: number;
   overcommit: number;
   policy: Policy;
@@ -63,14 +63,10 @@ export class GuestMemory {
   constructor(deps: GuestMemoryDeps) {
     this.d = deps;
     const hostMiB = deps.profile.memoryGiB * 1024;
-    // Swap goes where the host keeps its own things: the disk VM disks reach last (virtual
-    // disks fill the disks in profile order), so a hog swapping under `fair` does not stand
-    // in front of its neighbours' disk requests; a one-disk host puts it on that disk.
-    // Sized for the overcommitted part of RAM (1 GiB at least).
-    const disk = deps.profile.disks[deps.profile.disks.length - 1]!;
-    const want = Math.max(1024, Math.ceil(hostMiB * (deps.overcommit - 1))) * MiB;
-    const ext = deps.allocator.allocateAtEnd(disk.id, want);
-    this.swap = ext ? { disk: disk.id, offset: ext.pOffset, mib: ext.length / MiB } : undefined;
+    // The storage layer placed it (see Volumes.open): the end of the last disk.
+    const area = deps.swapArea;
+    const disk = { id: area?.disk ?? deps.profile.disks[deps.profile.disks.length - 1]!.id };
+    this.swap = area ? { disk: area.disk, offset: area.offset, mib: Math.floor(area.length / MiB) } : undefined;
     this.manager = new MemoryManager({
       hostMiB: hostMiB - deps.reservedMiB,
       swapMiB: this.swap?.mib ?? 0,

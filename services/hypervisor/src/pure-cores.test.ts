@@ -8,7 +8,7 @@ import {
   hostCpuPct,
   reservableCpuPct,
 } from './admission.ts';
-import { BlockMap, ExtentAllocator } from './block-map.ts';
+import { ExtentAllocator } from './block-map.ts';
 import { ConnectionTable } from './connections.ts';
 import { nextState, canApply } from './vm-state.ts';
 
@@ -54,19 +54,6 @@ describe('block map', () => {
     alloc.release([a]);
     expect(alloc.allocate(3 * GiB)).toMatchObject({ disk: 'sda', pOffset: 0 });
     expect(() => alloc.allocate(200 * GiB)).toThrow(expect.objectContaining({ code: ErrorCode.NO_SPACE }));
-  });
-
-  it('translates virtual ranges to physical segments and refuses ranges outside the disk', () => {
-    const map = new BlockMap(8192, [
-      { vOffset: 0, disk: 'sda', pOffset: 1_000_000, length: 4096 },
-      { vOffset: 4096, disk: 'sdb', pOffset: 0, length: 4096 },
-    ]);
-    expect(map.translate(100, 10)).toEqual([{ disk: 'sda', pOffset: 1_000_100, length: 10 }]);
-    expect(map.translate(4000, 200)).toEqual([
-      { disk: 'sda', pOffset: 1_004_000, length: 96 },
-      { disk: 'sdb', pOffset: 0, length: 104 },
-    ]);
-    expect(() => map.translate(8000, 200)).toThrow(expect.objectContaining({ code: ErrorCode.OUT_OF_RANGE }));
   });
 });
 

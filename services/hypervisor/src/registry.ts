@@ -1,10 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import type { Extent, VmDefinition, VmInfo, VmState } from '@vmsim/shared';
+import type { VmDefinition, VmInfo, VmState } from '@vmsim/shared';
 import { VmDefinition as VmDefinitionSchema, Extent as ExtentSchema, VM_STATES, validate } from '@vmsim/shared';
 import { z } from 'zod';
-import { BlockMap } from './block-map.ts';
 import { newChaosState, type ChaosState } from './faults.ts';
 
 interface OpFigures {
@@ -19,8 +18,10 @@ export interface VmRecord {
   def: VmDefinition;
   uuid: string;
   definedAt: number;
-  /** One virtual disk for now: its extents on the host's physical disks. */
-  disk: BlockMap;
+  /** Its virtual disk: a volume of a storage pool. */
+  volume: string;
+  /** Made for this VM (deleted with it), or an existing volume attached to it (kept). */
+  ownsVolume: boolean;
   state: VmState;
   reason: string;
   proc: ChildProcess | undefined;
@@ -52,12 +53,19 @@ export interface VmRecord {
   chaos: ChaosState;
 }
 
-export function newRecord(def: VmDefinition, uuid: string, definedAt: number, extents: Extent[]): VmRecord {
+export function newRecord(
+  def: VmDefinition,
+  uuid: string,
+  definedAt: number,
+  volume: string,
+  ownsVolume: boolean,
+): VmRecord {
   return {
     def,
     uuid,
     definedAt,
-    disk: new BlockMap(diskBytes(def), extents),
+    volume,
+    ownsVolume,
     state: 'defined',
     reason: 'defined',
     proc: undefined,
@@ -105,7 +113,7 @@ export function opFigures(rec: VmRecord, op: string): OpFigures {
   return f;
 }
 
-export function toInfo(rec: VmRecord, nowWallMs: number): VmInfo {
+export function toInfo(rec: VmRecord, nowWallMs: number, disks: VmInfo['disks']): VmInfo {
   return {
     name: rec.def.name,
     uuid: rec.uuid,
@@ -119,7 +127,7 @@ export function toInfo(rec: VmRecord, nowWallMs: number): VmInfo {
     bootMs: rec.bootMs,
     lastHeartbeatAgoMs: rec.lastHeartbeatWallMs === null ? null : nowWallMs - rec.lastHeartbeatWallMs,
     guestLagMs: rec.guestLagMs,
-    disks: [{ index: 0, sizeBytes: rec.disk.sizeBytes, extents: [...rec.disk.extents] }],
+    disks,
     hypercalls: structuredClone(rec.hypercalls),
     app: { ...rec.appFigures },
     net: { ...rec.net },
@@ -153,7 +161,11 @@ const Persisted = z.object({
       def: VmDefinitionSchema,
       uuid: z.string(),
       definedAt: z.number(),
-      extents: z.array(ExtentSchema),
+      /** Where the disk was, in data directories older than storage pools (adopted as a volume). */
+      extents: z.array(ExtentSchema).default([]),
+      /** Its volume (absent in data directories older than storage pools). */
+      volume: z.string().optional(),
+      ownsVolume: z.boolean().optional(),
       run: PersistedRun.optional(),
     }),
   ),
@@ -192,7 +204,8 @@ export class DefinitionStore {
         def: r.def,
         uuid: r.uuid,
         definedAt: r.definedAt,
-        extents: [...r.disk.extents],
+        volume: r.volume,
+        ownsVolume: r.ownsVolume,
         run: {
           state: r.state,
           pid: r.pid,

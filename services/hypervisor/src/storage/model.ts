@@ -84,9 +84,13 @@ export type PhysOp =
   /** Bytes `dataOffset .. dataOffset+length` of the guest's buffer go to disk at offset. */
   | { op: 'write'; disk: string; offset: number; length: number; dataOffset: number };
 
-/** A piece of a read, in order: bytes from a disk, or zeros (never-written chunks). */
+/**
+ * A piece of a read, in order: bytes from a disk, or zeros (never-written chunks). A zero
+ * piece of a thick chunk allocated but never written names its `disk`: a real thick disk
+ * reads it from the medium (it takes the device's time), a thin one answers at once.
+ */
 export type ReadSegment =
-  { kind: 'data'; disk: string; offset: number; length: number } | { kind: 'zero'; length: number };
+  { kind: 'data'; disk: string; offset: number; length: number } | { kind: 'zero'; length: number; disk?: string };
 
 export type WritePlan =
   | { ok: true; ops: PhysOp[]; allocatedBytes: number }
@@ -156,6 +160,17 @@ export class StorageModel {
       if (p.disk(disk.id)) throw new VmsimError(ErrorCode.CONFIG, `disk ${disk.id} is already in pool ${p.id}`);
     }
     pool.addDisk(disk.id, disk.capacityBytes);
+  }
+
+  /** Takes a disk out of a pool; only a disk none of whose chunks is in use. */
+  removeDisk(poolId: string, diskId: string): void {
+    this.pool(poolId).removeDisk(diskId);
+  }
+
+  /** The pool a physical disk belongs to, if any. */
+  poolOfDisk(diskId: string): StoragePool | undefined {
+    for (const p of this.pools.values()) if (p.disk(diskId)) return p;
+    return undefined;
   }
 
   pool(id: string): StoragePool {
@@ -322,7 +337,8 @@ export class StorageModel {
       const s = Math.max(offset, c * cb);
       const e = Math.min(offset + length, (c + 1) * cb);
       const ch = this.lookup(from, c);
-      if (!ch || ch.fresh) pushRead(out, { kind: 'zero', length: e - s });
+      if (!ch) pushRead(out, { kind: 'zero', length: e - s });
+      else if (ch.fresh) pushRead(out, { kind: 'zero', length: e - s, disk: ch.disk });
       else pushRead(out, { kind: 'data', disk: ch.disk, offset: ch.index * cb + (s - c * cb), length: e - s });
     }
     return out;
@@ -610,7 +626,7 @@ function fill(out: PhysOp[], from: LayerChunk | undefined, to: ChunkRef, a: numb
 
 function pushRead(out: ReadSegment[], s: ReadSegment): void {
   const prev = out.at(-1);
-  if (prev?.kind === 'zero' && s.kind === 'zero') prev.length += s.length;
+  if (prev?.kind === 'zero' && s.kind === 'zero' && prev.disk === s.disk) prev.length += s.length;
   else if (
     prev?.kind === 'data' &&
     s.kind === 'data' &&

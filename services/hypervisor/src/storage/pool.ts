@@ -54,6 +54,20 @@ export class StoragePool {
     this.disks.push({ id, capacityBytes, chunks, used: new Uint8Array(chunks), usedCount: 0, hint: 0 });
   }
 
+  removeDisk(id: string): void {
+    const i = this.disks.findIndex((d) => d.id === id);
+    if (i < 0) throw new VmsimError(ErrorCode.NOT_FOUND, `pool ${this.id} has no disk ${id}`);
+    const d = this.disks[i]!;
+    if (d.usedCount > 0) {
+      throw new VmsimError(
+        ErrorCode.BAD_STATE,
+        `disk ${id} holds ${d.usedCount} chunk(s) of pool ${this.id}'s volumes`,
+      );
+    }
+    this.disks.splice(i, 1);
+    this.cursor = 0;
+  }
+
   disk(id: string): PoolDiskState | undefined {
     return this.disks.find((d) => d.id === id);
   }
