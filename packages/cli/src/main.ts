@@ -26,6 +26,7 @@ import { ScenarioError, loadScenario } from './scenario.ts';
 import { parseDuration, table } from './format.ts';
 import { checkStackFlags, checkTimeScale, checkTune, fraction, positive, vmName } from './input.ts';
 import { parseWatchdogFlags, runFaultCommand } from './faults.ts';
+import { diskSpecText, parseStorageArgs, runStorage, vmDiskFlags } from './storage.ts';
 
 const HELP = `vmsim — a simulated virtualized server host
 
@@ -41,6 +42,9 @@ Usage:
   vmsim vm define <name> [--app web] [--os linux|windows|bsd] [--vcpus N] [--memory MiB]
                          [--disk GiB] [--shares N] [--watchdog reset|poweroff|pause|none]
                          [--watchdog-timeout 3s]
+                         [--pool P] [--thin] [--clone <template>] [--volume <disk>]
+                         its virtual disk: a new volume in pool P (thick unless --thin), a
+                         thin clone of a template, or an existing disk (default: thick, pool default)
                          [--ack-before-flush]  db only, UNSAFE teaching toggle: acknowledge
                          writes before flushing them (a power cut loses them; see README)
   vmsim vm start <name> [--no-wait]
@@ -57,6 +61,22 @@ Usage:
   vmsim vm pause|resume|undefine <name>
   vmsim vm list [--json]
   vmsim vm info <name> [--json]
+  vmsim pool list [--json]                    storage pools: capacity, allocated, free, virtual
+                         (sum of disk sizes), overcommit, backing-file bytes, stalled VMs
+  vmsim pool create <id> --disk <physdisk> [--disk <physdisk>...] [--chunk-mib N]
+                         a pool of host disks no volume uses yet (taken from the default pool)
+  vmsim pool add-disk <id> <physdisk>         grow a pool; VMs paused on a full pool resume
+  vmsim disk list [--pool P] [--json]         virtual disks: size, allocated, shared, snapshots,
+                         VM, template/origin, reads, writes, mean latency
+  vmsim disk info <id> [--json]
+  vmsim disk create <id> --size GiB [--pool P] [--thin|--thick]   (default thin, pool default)
+  vmsim disk snapshot|revert <id> <snapshot>  take a snapshot / go back to it (the VM must be off)
+  vmsim disk delete <id> [--snapshot <snapshot>]
+                         delete a disk (not a template with clones), or one of its snapshots
+  vmsim disk template <id>                    make it a read-only golden image
+  vmsim disk clone <template> <new-id> [--count N]
+                         thin clone(s), nothing copied; --count N makes <new-id>-1..N and
+                         prints the time each took and the total
   vmsim load <vm>[,<vm>...] [--rate N/s] [--duration 10s] [--arrival poisson|constant]
                          [--post 0.1] [--seed S] [--timeout 5s] [--json]
                          open-model client load through the host's virtual switch
@@ -131,6 +151,15 @@ export async function run(argv: string[]): Promise<number> {
       argv = [...argv.slice(0, i), ...argv.slice(i + 2)];
     }
   }
+  // Storage commands parse their own flags: `pool create` repeats --disk (GiB for vm define).
+  if (argv[0] === 'pool' || argv[0] === 'disk') {
+    const command = parseStorageArgs(argv);
+    if (command.op === 'help') {
+      out(HELP);
+      return 0;
+    }
+    return runStorage(vmsimHome(), command, out);
+  }
   let parsed;
   try {
     parsed = parseArgs({
@@ -155,6 +184,10 @@ export async function run(argv: string[]): Promise<number> {
         shares: { type: 'string' },
         'no-wait': { type: 'boolean' },
         'ack-before-flush': { type: 'boolean' },
+        pool: { type: 'string' },
+        thin: { type: 'boolean' },
+        clone: { type: 'string' },
+        volume: { type: 'string' },
         timeout: { type: 'string' },
         rate: { type: 'string' },
         duration: { type: 'string' },
@@ -461,12 +494,18 @@ async function vmCommand(
       ...limits(),
       ...watchdogOf(),
       ...(v['ack-before-flush'] ? { ackBeforeFlush: true } : {}),
+      ...vmDiskFlags({
+        pool: str('pool'),
+        thin: v['thin'] as boolean | undefined,
+        clone: str('clone'),
+        volume: str('volume'),
+      }),
     });
     if (def.ackBeforeFlush && def.app !== 'db') throw new UsageError('--ack-before-flush: only for --app db');
     return withApi(home, async (api) => {
       const info = await api.call('define', def);
       out(
-        `defined ${info.name}: ${info.definition.os}/${info.definition.app}, ${info.definition.vcpus} vCPU, ${info.definition.memoryMiB} MiB, ${info.definition.diskGiB} GiB` +
+        `defined ${info.name}: ${info.definition.os}/${info.definition.app}, ${info.definition.vcpus} vCPU, ${info.definition.memoryMiB} MiB, ${info.definition.diskGiB} GiB${diskSpecText(info.definition.disk)}` +
           (info.definition.ackBeforeFlush ? ' (UNSAFE: acknowledges writes before flushing them)' : ''),
       );
       return 0;
