@@ -123,6 +123,7 @@ export function vmRow(v: VmInfo): (string | number)[] {
     v.memory.usedMiB > 0
       ? `${v.memory.usedMiB}/${v.definition.memoryMiB}${v.memory.swappedMiB > 0 ? ` (${v.memory.swappedMiB} sw)` : ''}`
       : v.definition.memoryMiB,
+    diskCell(v),
     v.definition.shares,
     v.pid ?? '-',
     hc,
@@ -139,6 +140,7 @@ export const VM_HEADERS = [
   'OS',
   'VCPU',
   'MEM MiB',
+  'DISK',
   'SHARES',
   'PID',
   'HYPERCALLS',
@@ -146,6 +148,39 @@ export const VM_HEADERS = [
   'WAIT ms',
   'REASON',
 ];
+
+/** Bytes as MiB below a GiB, GiB above: short enough for a table cell. */
+function size(bytes: number): string {
+  return bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(2)}G` : `${(bytes / 2 ** 20).toFixed(0)}M`;
+}
+
+/** Its virtual disk: allocated (own chunks) of virtual size, thin or thick, and a stall mark. */
+function diskCell(v: VmInfo): string {
+  const vol = v.disks[0]?.volume;
+  if (!vol) return '-';
+  const stalled = v.state === 'paused' && v.reason.startsWith('I/O error') ? ' FULL' : '';
+  return `${size(vol.allocatedBytes)}/${size(vol.virtualBytes)} ${vol.provisioning}${stalled}`;
+}
+
+/** The disk's volume, allocation and I/O figures (simulated ms), for `vm info`. */
+function diskLines(v: VmInfo): string[] {
+  const d = v.disks[0];
+  const vol = d?.volume;
+  if (!d || !vol) return ['disk:        -'];
+  const io = vol.io;
+  const ops = io.reads + io.writes;
+  const extents = d.extents.slice(0, 6).map((e) => `${e.disk}@${e.pOffset}+${e.length}`);
+  const more = d.extents.length > extents.length ? `, … (${d.extents.length} extents)` : '';
+  return [
+    `disk:        volume ${vol.id} in pool ${vol.pool}, ${vol.provisioning}${vol.origin ? `, clone of ${vol.origin}` : ''}: ` +
+      `${size(vol.allocatedBytes)} allocated + ${size(vol.sharedBytes)} shared of ${size(vol.virtualBytes)}; ` +
+      `${vol.snapshots.length} snapshots${vol.snapshots.length > 0 ? ` (${vol.snapshots.map((x) => x.name).join(', ')})` : ''}`,
+    `disk I/O:    ${io.reads} reads (${io.zeroReads} of unwritten chunks), ${io.writes} writes, ${io.flushes} flushes; ` +
+      `latency mean ${fmtMs(ops > 0 ? io.latencyMsSum / ops : null)} ms, max ${fmtMs(io.latencyMsMax)} ms; ` +
+      `copied up ${size(io.copiedBytes)}, zero-filled ${size(io.zeroedBytes)}; ${io.poolFullStalls} pool-full stalls`,
+    `disk map:    ${extents.join(', ') || '(nothing written)'}${more}`,
+  ];
+}
 
 /** Guest memory in use over its limit, with what is on swap when anything is. */
 function memCell(v: VmInfo): string {
@@ -169,7 +204,7 @@ export function vmDetails(v: VmInfo): string {
     `guest:       ${v.definition.os} + ${v.definition.app}, pid ${v.pid ?? '-'}, restarts ${v.restarts}, boot ${fmtMs(v.bootMs)} ms (simulated)`,
     ...(v.definition.ackBeforeFlush ? ['durability:  UNSAFE — the db acknowledges writes before flushing them'] : []),
     `resources:   ${v.definition.vcpus} vCPU, ${v.definition.memoryMiB} MiB, ${v.definition.diskGiB} GiB disk, shares ${v.definition.shares}`,
-    `disk map:    ${v.disks[0]?.extents.map((e) => `${e.disk}@${e.pOffset}+${e.length}`).join(', ') ?? '-'}`,
+    ...diskLines(v),
     `heartbeat:   ${v.lastHeartbeatAgoMs === null ? '-' : `${v.lastHeartbeatAgoMs} ms ago`}, guest event-loop lag ${fmtMs(v.guestLagMs)} ms`,
     `network:     ${v.net.requests} requests, ${v.net.replies} replies, ${v.net.dropped} dropped, NIC wait ${fmtMs(v.net.waitMs)} ms`,
     `memory:      ${memCell(v)} MiB used/limit, ${v.memory.residentMiB} resident, ${v.memory.swappedMiB} swapped, ${v.memory.balloonMiB} ballooned, ${v.memory.majorFaults} major faults, ${v.memory.oomKills} OOM kills`,
