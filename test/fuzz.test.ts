@@ -112,7 +112,7 @@ function families(ns: Namespace, disks: string[], nicId: string, inboxes: string
   // The running VMs, one nobody defined, and tokens no VM name can be (unicode, 3,000 characters):
   // the builders refuse those, so their subjects are written out.
   const vms = ['web', 'db', 'ghost', 'ü-名前', 'x'.repeat(3000)];
-  const readOnly = new Set<MgmtOp>(['ping', 'list', 'info']);
+  const readOnly = new Set<MgmtOp>(['ping', 'list', 'info', 'poolList', 'diskList', 'diskInfo', 'diskRead']);
   const mgmtTemplate = (op: MgmtOp): Record<string, unknown> => {
     switch (op) {
       case 'ping':
@@ -128,6 +128,29 @@ function families(ns: Namespace, disks: string[], nicId: string, inboxes: string
         return { name: 'web', timeoutMs: 1000 };
       case 'policy':
         return { policy: 'fair' };
+      case 'poolList':
+      case 'diskList':
+        return {};
+      case 'poolCreate':
+        return { id: 'fzp', disks: ['sdb'], diskGiB: 0.01, chunkMiB: 1 };
+      case 'poolAddDisk':
+        return { id: 'fzp', disk: 'sdb', sizeGiB: 0.01 };
+      case 'diskCreate':
+        return { id: 'fzv', pool: 'default', sizeGiB: 0.01, provisioning: 'thin' };
+      case 'diskSnapshot':
+      case 'diskRevert':
+      case 'diskDeleteSnapshot':
+        return { id: 'fzv', snapshot: 's1' };
+      case 'diskClone':
+        return { template: 'fzv', id: 'fzc' };
+      case 'diskInfo':
+      case 'diskTemplate':
+      case 'diskDelete':
+        return { id: 'fzv' };
+      case 'diskRead':
+        return { id: 'web', offset: 0, length: 4096 };
+      case 'diskWrite':
+        return { id: 'fzv', offset: 0, data: new Uint8Array(8), flush: false };
       default:
         return { name: 'web' };
     }
@@ -403,7 +426,7 @@ describe('fuzzing every subject family', () => {
   /** True when no service holds anything for a request: hypervisor, host-agent and both guests. */
   async function idle(): Promise<boolean> {
     const p = (await hostInfo()).pending!;
-    if (p.connections + p.deviceQueued + p.deviceInFlight + p.memChains > 0) return false;
+    if (p.connections + p.deviceQueued + p.deviceInFlight + p.memChains + (p.diskIo ?? 0) > 0) return false;
     const s = await agentStats();
     if (s.pendingDone + s.flushing + Object.values(s.inFlight).reduce((a, b) => a + b, 0) > 0) return false;
     for (const vm of ['web', 'db']) {
@@ -451,7 +474,7 @@ describe('fuzzing every subject family', () => {
     await waitFor(idle, 15_000, 'an idle stack before the barrage');
     // (The host side's periodic CPU burst may be on a core at any one moment: idle() saw all zero once.)
     const p = (await hostInfo()).pending!;
-    expect(Object.keys(p).sort()).toEqual(['connections', 'deviceInFlight', 'deviceQueued', 'memChains']);
+    expect(Object.keys(p).sort()).toEqual(['connections', 'deviceInFlight', 'deviceQueued', 'diskIo', 'memChains']);
   });
 
   it('sends at least 1,000 bad payloads to every family; request-reply families answer each with an error code', async () => {

@@ -63,9 +63,10 @@ Usage:
   vmsim vm info <name> [--json]
   vmsim pool list [--json]                    storage pools: capacity, allocated, free, virtual
                          (sum of disk sizes), overcommit, backing-file bytes, stalled VMs
-  vmsim pool create <id> --disk <physdisk> [--disk <physdisk>...] [--chunk-mib N]
-                         a pool of host disks no volume uses yet (taken from the default pool)
-  vmsim pool add-disk <id> <physdisk>         grow a pool; VMs paused on a full pool resume
+  vmsim pool create <id> --disk <physdisk> [--disk <physdisk>...] [--size GiB] [--chunk-mib N]
+                         a pool of host disks no volume uses yet (taken from the default pool);
+                         --size: only the first GiB of each disk (a partition)
+  vmsim pool add-disk <id> <physdisk> [--size GiB]   grow a pool; VMs paused on a full pool resume
   vmsim disk list [--pool P] [--json]         virtual disks: size, allocated, shared, snapshots,
                          VM, template/origin, reads, writes, mean latency
   vmsim disk info <id> [--json]

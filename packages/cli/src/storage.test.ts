@@ -38,7 +38,16 @@ describe('vmsim pool / disk arguments', () => {
       req: { id: 'fast', disks: ['sdb', 'sdc'], chunkMiB: 4 },
     });
     expect(args('pool create fast --disk sdb')).toEqual({ op: 'poolCreate', req: { id: 'fast', disks: ['sdb'] } });
-    expect(args('pool add-disk fast sdd')).toEqual({ op: 'poolAddDisk', req: { id: 'fast', disk: 'sdd' } });
+    expect(args('pool add-disk fast sdd')).toEqual({ op: 'poolAddDisk', req: { id: 'fast', disk: 'sdd' } }); // --size: a partition of each disk.
+    expect(args('pool create thin --disk sdb --size 0.5')).toEqual({
+      op: 'poolCreate',
+      req: { id: 'thin', disks: ['sdb'], diskGiB: 0.5 },
+    });
+    expect(args('pool add-disk thin sda --size 1')).toEqual({
+      op: 'poolAddDisk',
+      req: { id: 'thin', disk: 'sda', sizeGiB: 1 },
+    });
+    expect(() => args('pool add-disk thin sda --size 0')).toThrow(/--size: "0" is not a positive number of GiB/);
   });
 
   it('turns disk commands into their requests, thin by default', () => {

@@ -85,6 +85,14 @@ export function parseStorageArgs(argv: string[]): StorageCommand {
     return args;
   };
   const json = v.json ?? false;
+  /** `--size` of a pool's disk: use only its first GiB (a partition). */
+  const partition = (text: string | undefined): number | undefined => {
+    if (text === undefined) return undefined;
+    const n = Number(text);
+    if (!(text.trim() !== '' && Number.isFinite(n) && n > 0))
+      throw new UsageError(`--size: "${text}" is not a positive number of GiB`);
+    return n;
+  };
 
   if (group === 'pool') {
     switch (sub) {
@@ -92,7 +100,7 @@ export function parseStorageArgs(argv: string[]): StorageCommand {
         shape(['json'], []);
         return { op: 'poolList', json };
       case 'create': {
-        const [id] = shape(['disk', 'chunk-mib'], ['id']);
+        const [id] = shape(['disk', 'chunk-mib', 'size'], ['id']);
         const disks = v.disk ?? [];
         if (disks.length === 0) throw new UsageError(`${what}: needs at least one --disk <physdisk>`);
         const chunk = v['chunk-mib'];
@@ -102,14 +110,25 @@ export function parseStorageArgs(argv: string[]): StorageCommand {
           if (!Number.isInteger(chunkMiB) || chunkMiB < 1 || chunkMiB > 64)
             throw new UsageError(`--chunk-mib: "${chunk}" is not a whole number from 1 to 64`);
         }
-        const req = { id: check(PoolName, id!, 'pool id'), disks, ...(chunkMiB !== undefined ? { chunkMiB } : {}) };
+        const part = partition(v.size);
+        const req = {
+          id: check(PoolName, id!, 'pool id'),
+          disks,
+          ...(chunkMiB !== undefined ? { chunkMiB } : {}),
+          ...(part !== undefined ? { diskGiB: part } : {}),
+        };
         return { op: 'poolCreate', req: checked('poolCreate', req, what) };
       }
       default: {
-        const [id, disk] = shape([], ['id', 'physdisk']);
+        const [id, disk] = shape(['size'], ['id', 'physdisk']);
+        const part = partition(v.size);
         return {
           op: 'poolAddDisk',
-          req: checked('poolAddDisk', { id: check(PoolName, id!, 'pool id'), disk: disk! }, what),
+          req: checked(
+            'poolAddDisk',
+            { id: check(PoolName, id!, 'pool id'), disk: disk!, ...(part !== undefined ? { sizeGiB: part } : {}) },
+            what,
+          ),
         };
       }
     }

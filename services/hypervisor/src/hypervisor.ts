@@ -1441,6 +1441,7 @@ export class Hypervisor {
         deviceQueued: this.devices.queuedCount,
         deviceInFlight: this.devices.inFlightCount,
         memChains: this.memory.pendingChains,
+        diskIo: this.volumes.pending.inflight + this.volumes.pending.waiting + this.volumes.pending.pieces,
       },
     };
   }

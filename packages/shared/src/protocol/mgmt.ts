@@ -218,6 +218,8 @@ export const HostInfo = z.object({
       deviceQueued: z.number().int(),
       deviceInFlight: z.number().int(),
       memChains: z.number().int(),
+      /** Virtual disk I/O started or waiting in the storage layer (writes stalled on a full pool not counted). */
+      diskIo: z.number().int().optional(),
     })
     .optional(),
 });
