@@ -2,7 +2,9 @@
  * npm run bench: figures measured in one run on this machine, printed with the ratios that
  * matter (hypercall ÷ raw NATS round trip, guest start ÷ bare `node -e 0`, live ÷ model), so
  * they can be compared across machines. `--quick` runs a short version (CI); `--json <file>`
- * saves them; `--fidelity-only` runs only the live-vs-model part (bench/fidelity.ts).
+ * saves them; `--fidelity-only` runs only the live-vs-model part (bench/fidelity.ts);
+ * `--storage-only` runs only the storage part (bench/storage.ts: thin vs thick clones, time to
+ * clone, a snapshot chain against a flat disk).
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -24,10 +26,20 @@ import {
 } from '@vmsim/shared';
 import { startNatsServer, startStack } from '@vmsim/cli';
 import { fidelity } from './fidelity.ts';
+import { storage } from './storage.ts';
 
 const { values: args } = parseArgs({
-  options: { quick: { type: 'boolean' }, json: { type: 'string' }, 'fidelity-only': { type: 'boolean' } },
+  options: {
+    quick: { type: 'boolean' },
+    json: { type: 'string' },
+    'fidelity-only': { type: 'boolean' },
+    'storage-only': { type: 'boolean' },
+  },
 });
+if (args['fidelity-only'] && args['storage-only']) {
+  process.stderr.write('bench: --fidelity-only and --storage-only exclude each other\n');
+  process.exit(2);
+}
 const quick = args.quick ?? false;
 const N = quick ? 2_000 : 20_000;
 const THROUGHPUT_MS = quick ? 1_500 : 5_000;
@@ -90,10 +102,17 @@ async function main(): Promise<void> {
 
   const nats = await startNatsServer({ storeDir: path.join(home, 'nats'), logFile: path.join(home, 'nats.log') });
   try {
-    if (!args['fidelity-only']) await mechanism(nats.url, home, ns, results, log);
+    const only = args['fidelity-only'] || args['storage-only'];
+    if (!only) await mechanism(nats.url, home, ns, results, log);
     // After the first stack is gone: its idle guests would share this machine's cores.
-    const fid = path.join(home, 'fidelity');
-    results['fidelity'] = await fidelity({ natsUrl: nats.url, home: fid, ns: `${ns}f`, quick, log });
+    if (!args['storage-only']) {
+      const fid = path.join(home, 'fidelity');
+      results['fidelity'] = await fidelity({ natsUrl: nats.url, home: fid, ns: `${ns}f`, quick, log });
+    }
+    if (!args['fidelity-only']) {
+      const sto = path.join(home, 'storage');
+      results['storage'] = await storage({ natsUrl: nats.url, home: sto, ns: `${ns}s`, quick, log });
+    }
   } finally {
     await nats.stop();
     fs.rmSync(home, { recursive: true, force: true });

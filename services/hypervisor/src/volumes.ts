@@ -577,7 +577,9 @@ export class Volumes {
 
   private flush(s: VolumeState, req: IoRequest, finish: (ok: boolean) => void): void {
     s.io.flushes++;
-    const disks = this.model.disksOf(req.volume);
+    // Every layer of a volume is in its pool: a one-disk pool needs no walk over the chunks.
+    const pool = this.model.pool(this.model.volume(req.volume).pool);
+    const disks = pool.disks.length === 1 ? [pool.disks[0]!.id] : this.model.disksOf(req.volume);
     if (disks.length === 1 && !this.dirty && req.replyTo) {
       const disk = disks[0]!;
       this.d.devices.diskScheduler(disk).submit(req.flow, this.d.devices.diskCost(disk, 0), {

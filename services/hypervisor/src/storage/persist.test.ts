@@ -93,6 +93,19 @@ describe('serialize and deserialize', () => {
   });
 });
 
+describe('document size', () => {
+  it('stores a thick volume on one disk as runs, not one entry per chunk, and reads it back', () => {
+    const { m, save } = world(4096);
+    m.createVolume({ id: 'big', pool: 'p', sizeBytes: 4000 * CB, provisioning: 'thick' });
+    const doc = save(m) as StorageDoc;
+    const top = doc.layers.find((l) => l.id === doc.volumes[0]!.top)!;
+    expect(top.chunks).toEqual([{ at: 0, disk: 'd0', index: 0, fresh: true, count: 4000 }]);
+    const back = deserializeStorage(doc);
+    expect(back.extentsOf('big')).toEqual(m.extentsOf('big'));
+    expect(back.volumeFigures('big')).toEqual(m.volumeFigures('big'));
+  });
+});
+
 describe('crash consistency (the order the adapter follows)', () => {
   it('a copy-on-write write whose metadata was not saved leaves the old bytes readable', () => {
     const { m, write, read, save } = world(8);

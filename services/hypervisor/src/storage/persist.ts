@@ -34,7 +34,10 @@ export const StorageDoc = z.object({
       parent: Id.nullable(),
       readOnly: z.boolean(),
       refs: z.number().int().min(1),
-      chunks: z.array(z.object({ at: Count, disk: Id, index: Count, fresh: z.boolean() })),
+      /** Runs of `count` chunks (1 when absent): virtual `at + k` is physical `index + k` on `disk`. */
+      chunks: z.array(
+        z.object({ at: Count, disk: Id, index: Count, fresh: z.boolean(), count: z.number().int().min(1).optional() }),
+      ),
     }),
   ),
   volumes: z.array(
@@ -52,6 +55,23 @@ export const StorageDoc = z.object({
   ),
 });
 export type StorageDoc = z.infer<typeof StorageDoc>;
+
+/**
+ * A layer's chunks as runs: consecutive virtual chunks on consecutive physical chunks of one
+ * disk (a thick volume on one disk is a handful of runs, not one entry per MiB), so the
+ * document a flush saves stays small.
+ */
+function chunkRuns(l: Layer): StorageDoc['layers'][number]['chunks'] {
+  const out: { at: number; disk: string; index: number; fresh: boolean; count?: number }[] = [];
+  for (const [at, c] of [...l.chunks].sort((a, b) => a[0] - b[0])) {
+    const last = out.at(-1);
+    const n = last?.count ?? 1;
+    if (last && last.at + n === at && last.disk === c.disk && last.index + n === c.index && last.fresh === c.fresh) {
+      last.count = n + 1;
+    } else out.push({ at, disk: c.disk, index: c.index, fresh: c.fresh });
+  }
+  return out;
+}
 
 export function serializeStorage(m: StorageModel): StorageDoc {
   return {
@@ -78,7 +98,7 @@ export function serializeStorage(m: StorageModel): StorageDoc {
       parent: l.parent,
       readOnly: l.readOnly,
       refs: l.refs,
-      chunks: [...l.chunks].map(([at, c]) => ({ at, disk: c.disk, index: c.index, fresh: c.fresh })),
+      chunks: chunkRuns(l),
     })),
     volumes: [...m.volumes.values()].map((v) => ({ ...v, snapshots: v.snapshots.map((s) => ({ ...s })) })),
   };
@@ -126,8 +146,10 @@ export function deserializeStorage(doc: unknown): StorageModel {
       chunks: new Map(),
     };
     ld.chunks.forEach((c, ci) => {
-      if (l.chunks.has(c.at)) fail(`layers.${li}.chunks.${ci}.at: chunk ${c.at} twice`);
-      l.chunks.set(c.at, { disk: c.disk, index: c.index, fresh: c.fresh });
+      for (let k = 0; k < (c.count ?? 1); k++) {
+        if (l.chunks.has(c.at + k)) fail(`layers.${li}.chunks.${ci}.at: chunk ${c.at + k} twice`);
+        l.chunks.set(c.at + k, { disk: c.disk, index: c.index + k, fresh: c.fresh });
+      }
     });
     m.layers.set(l.id, l);
   });
