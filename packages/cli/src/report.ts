@@ -1,4 +1,4 @@
-import type { HostInfo, HypervisorOverhead, VmInfo } from '@vmsim/shared';
+import type { DiskIo, HostInfo, HypervisorOverhead, PoolInfo, VmInfo } from '@vmsim/shared';
 import type { SeriesPoint } from '@vmsim/client-gen';
 import type { Scenario } from './scenario.ts';
 import { durabilityHeld, renderDurability, type DurabilityFigures } from './durability-check.ts';
@@ -63,6 +63,36 @@ export interface VmReport {
   series: SeriesPoint[];
   /** The durability check's outcome, when the scenario asked for it on this (db) VM. */
   durability?: DurabilityFigures;
+  /** Its virtual disks that have a volume behind them (storage pools), at the end of the run. */
+  disks: DiskReport[];
+}
+
+/** One virtual disk of a VM: its volume at the end, and what it did during the load. */
+export interface DiskReport {
+  index: number;
+  volume: string;
+  pool: string;
+  provisioning: 'thin' | 'thick';
+  /** The template it was cloned from, if any. */
+  origin: string | null;
+  snapshots: number;
+  virtualBytes: number;
+  /** Chunks its own layers hold. */
+  allocatedBytes: number;
+  /** Chunks it shares with its template. */
+  sharedBytes: number;
+  /** Reads and writes during the load. */
+  reads: number;
+  writes: number;
+  /** Reads plus writes per simulated second of load. */
+  iops: number;
+  /** Mean simulated ms per read or write during the load (0 when there were none). */
+  meanLatencyMs: number;
+  /** Worst simulated ms of one read or write: during the load when `maxInLoad`, else since the disk's counters started. */
+  maxLatencyMs: number;
+  maxInLoad: boolean;
+  /** Writes during the load that found the pool full (each paused the VM). */
+  poolFullStalls: number;
 }
 
 export interface RealCpu {
@@ -111,6 +141,10 @@ export interface Report {
   timeline: TimelineOutcome[];
   /** Each fault the timeline injected: detection (MTTD), recovery (MTTR), the other VMs meanwhile. */
   faults: FaultOutcome[];
+  /** Whether the run involved storage: the scenario sets some up, or a VM's disk has a volume behind it. */
+  storage: boolean;
+  /** The storage pools at the end of the run (empty when the run did not involve storage). */
+  pools: PoolInfo[];
 }
 
 /** What one timeline step did. */
@@ -130,6 +164,60 @@ function sumWait(v: VmInfo): number {
   return Object.values(v.hypercalls.byOp).reduce((s, f) => s + f.waitMs, 0) + v.net.waitMs;
 }
 
+const ZERO_IO: DiskIo = {
+  reads: 0,
+  writes: 0,
+  flushes: 0,
+  bytesRead: 0,
+  bytesWritten: 0,
+  latencyMsSum: 0,
+  latencyMsMax: 0,
+  zeroReads: 0,
+  copiedBytes: 0,
+  zeroedBytes: 0,
+  poolFullStalls: 0,
+};
+
+/**
+ * A VM's disks with a volume behind them, their I/O counted between the snapshots taken at
+ * the start (`b`) and the end (`a`) of the load over `loadMs` simulated ms. Counters that went
+ * down were restarted (the VM or the hypervisor restarted): the end's figures are all the window's.
+ */
+export function diskReports(a: VmInfo, b: VmInfo | undefined, loadMs: number): DiskReport[] {
+  const out: DiskReport[] = [];
+  // Hand-made VmInfo (tests, older tools) may leave the disks out.
+  for (const d of (a.disks as VmInfo['disks'] | undefined) ?? []) {
+    const v = d.volume;
+    if (!v) continue;
+    const was = (b?.disks as VmInfo['disks'] | undefined)?.find((x) => x.index === d.index)?.volume;
+    const restarted = !was || was.id !== v.id || v.io.reads + v.io.writes < was.io.reads + was.io.writes;
+    const from = restarted ? ZERO_IO : was.io;
+    const reads = v.io.reads - from.reads;
+    const writes = v.io.writes - from.writes;
+    const ops = reads + writes;
+    const maxInLoad = restarted || v.io.latencyMsMax > from.latencyMsMax;
+    out.push({
+      index: d.index,
+      volume: v.id,
+      pool: v.pool,
+      provisioning: v.provisioning,
+      origin: v.origin,
+      snapshots: v.snapshots.length,
+      virtualBytes: v.virtualBytes,
+      allocatedBytes: v.allocatedBytes,
+      sharedBytes: v.sharedBytes,
+      reads,
+      writes,
+      iops: loadMs > 0 ? round(ops / (loadMs / 1000), 2) : 0,
+      meanLatencyMs: ops > 0 ? round((v.io.latencyMsSum - from.latencyMsSum) / ops) : 0,
+      maxLatencyMs: round(v.io.latencyMsMax),
+      maxInLoad,
+      poolFullStalls: v.io.poolFullStalls - from.poolFullStalls,
+    });
+  }
+  return out;
+}
+
 /** Builds the report from what the run measured, and evaluates the scenario's SLOs. */
 export function buildReport(input: {
   scenario: Scenario;
@@ -145,6 +233,8 @@ export function buildReport(input: {
   /** Durability checks by VM name. */
   durability?: ReadonlyMap<string, DurabilityFigures> | undefined;
   faults?: FaultOutcome[] | undefined;
+  /** The storage pools at the end of the run. */
+  pools?: PoolInfo[] | undefined;
 }): Report {
   const { scenario: s, hostInfo: h } = input;
   const vms: VmReport[] = input.after.map((a) => {
@@ -185,6 +275,7 @@ export function buildReport(input: {
       appFigures: a.app,
       series: t?.series ?? [],
       ...(input.durability?.has(a.name) ? { durability: input.durability.get(a.name)! } : {}),
+      disks: diskReports(a, b, s.duration),
     };
   });
   const slo: SloResult[] = [];
@@ -249,6 +340,8 @@ export function buildReport(input: {
     realCpu: input.realCpu,
     timeline: input.timeline ?? [],
     faults: input.faults ?? [],
+    storage: s.storage !== undefined || vms.some((v) => v.disks.length > 0),
+    pools: input.pools ?? [],
   };
 }
 
@@ -349,6 +442,59 @@ export function renderSeries(r: Report, heading = '## Latency over time'): strin
   return L;
 }
 
+const mib = (bytes: number) => fmt(bytes / 2 ** 20);
+
+/** The Disks and Pools tables, when the run involved storage (pools listed, or a VM with a volume). */
+export function renderStorage(r: Report): string[] {
+  const disks = r.vms.flatMap((v) => v.disks.map((d) => ({ vm: v.name, ...d })));
+  if (!r.storage) return [];
+  const L: string[] = ['', '## Disks', ''];
+  if (disks.length === 0) L.push('No VM has a disk with a volume behind it.');
+  else {
+    L.push(
+      '| VM | disk | pool | provisioning | origin | snapshots | virtual MiB | allocated MiB | shared MiB | IOPS | mean latency ms | max latency ms | pool-full stalls |',
+      '| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    );
+    for (const d of disks) {
+      L.push(
+        `| ${d.vm} | ${d.volume} | ${d.pool} | ${d.provisioning} | ${d.origin ?? '-'} | ${d.snapshots} | ${mib(d.virtualBytes)} | ` +
+          `${mib(d.allocatedBytes)} | ${mib(d.sharedBytes)} | ${fmt(d.iops)} | ${fmt(d.meanLatencyMs)} | ` +
+          `${fmt(d.maxLatencyMs)}${d.maxInLoad ? '' : '*'} | ${d.poolFullStalls} |`,
+      );
+    }
+    L.push(
+      '',
+      '*Virtual* is the size the guest sees; *allocated* what its own layers hold in the pool; *shared* what it still ' +
+        'reads from its template. IOPS, latencies and stalls count the reads and writes of the load only (simulated ' +
+        'time, from arrival at the hypervisor to completion); a stall is a write that found the pool full and paused the VM.' +
+        (disks.some((d) => !d.maxInLoad)
+          ? ' *: the worst was before the load (at boot), none during it was worse.'
+          : ''),
+    );
+  }
+  L.push('', '## Pools', '');
+  if (r.pools.length === 0) L.push('The pools could not be listed.');
+  else {
+    L.push(
+      '| pool | disks | chunk MiB | capacity MiB | allocated MiB | free MiB | virtual MiB | overcommit | volumes | stalled VMs | backing MiB |',
+      '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |',
+    );
+    for (const p of r.pools) {
+      L.push(
+        `| ${p.id} | ${p.disks.map((d) => d.id).join(', ') || '-'} | ${mib(p.chunkBytes)} | ${mib(p.capacityBytes)} | ` +
+          `${mib(p.allocatedBytes)} | ${mib(p.freeBytes)} | ${mib(p.virtualBytes)} | ${fmt(p.overcommit)} | ${p.volumes} | ` +
+          `${p.stalledVms.length ? p.stalledVms.join(', ') : '-'} | ${p.backingBytes === null ? '-' : mib(p.backingBytes)} |`,
+      );
+    }
+    L.push(
+      '',
+      'At the end of the run. *Virtual* sums the sizes of its volumes; above the capacity (overcommit > 1) thin volumes ' +
+        "promise more than the pool holds. *Backing* is what its disks' backing files really occupy on this machine.",
+    );
+  }
+  return L;
+}
+
 /** The report for people: what ran, what each VM did, whether the SLOs held, and why a run was degraded. */
 export function renderMarkdown(r: Report): string {
   const L: string[] = [];
@@ -405,6 +551,7 @@ export function renderMarkdown(r: Report): string {
         `hypercalls: ${ops || 'none'}${app ? `; application: ${app}` : ''}${errs ? `; errors: ${errs}` : ''}.`,
     );
   }
+  L.push(...renderStorage(r));
   L.push(...renderSeries(r));
   L.push('', '## Service-level objectives', '');
   if (r.slo.length === 0) L.push('The scenario sets none.');

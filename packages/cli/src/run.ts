@@ -16,6 +16,7 @@ import {
   hardwareSubjects,
   namespace,
   type NatsConnection,
+  type PoolInfo,
   type VmInfo,
 } from '@vmsim/shared';
 import { LoadRunner, createBusSender, type LoadTarget, type Send } from '@vmsim/client-gen';
@@ -29,7 +30,7 @@ import {
   type RealCpu,
   type Report,
 } from './report.ts';
-import type { InfraStep, Scenario } from './scenario.ts';
+import type { InfraStep, Scenario, ScenarioStorage } from './scenario.ts';
 import { startStack, type Stack } from './stack.ts';
 import { attachAuth } from './stack-auth.ts';
 import { startTimeline } from './timeline.ts';
@@ -113,6 +114,8 @@ export async function runScenario(o: RunOptions): Promise<Report> {
         `note: the stack runs at time scale ${hostAtStart.timeScale}, not the scenario's ${s.timeScale}; using the stack's`,
       );
     }
+    // Pools, disks and templates come first: the VMs' disks are carved from them.
+    if (s.storage) await setUpStorage(api, s.storage, out);
     const existing = new Set((await api.call('list', {})).vms.map((v) => v.name));
     for (const vm of s.vms) {
       if (existing.has(vm.name)) continue;
@@ -129,6 +132,7 @@ export async function runScenario(o: RunOptions): Promise<Report> {
         ...(vm.maxRestarts !== undefined ? { maxRestarts: vm.maxRestarts } : {}),
         ...(vm.restartWindowMs !== undefined ? { restartWindowMs: vm.restartWindowMs } : {}),
         ...(vm.watchdog !== undefined ? { watchdog: vm.watchdog } : {}),
+        ...(vm.disk !== undefined ? { disk: vm.disk } : {}),
         cpuCapPct: vm.cpuCapPct,
         cpuReservationPct: vm.cpuReservationPct,
         memLimitMiB: vm.memLimitMiB,
@@ -257,6 +261,13 @@ export async function runScenario(o: RunOptions): Promise<Report> {
         fault: (name, spec) => api.call('fault', { name, ...spec }),
         unfault: (name) => api.call('unfault', { name }),
         infra: stack ? (step: InfraStep) => infraFault(stack, step) : undefined,
+        storage: {
+          diskSnapshot: (id, snapshot) => api.call('diskSnapshot', { id, snapshot }),
+          diskDeleteSnapshot: (id, snapshot) => api.call('diskDeleteSnapshot', { id, snapshot }),
+          poolAddDisk: (id, disk, sizeGiB) =>
+            api.call('poolAddDisk', { id, disk, ...(sizeGiB !== undefined ? { sizeGiB } : {}) }),
+          diskDelete: (id) => api.call('diskDelete', { id }),
+        },
       },
       out,
     });
@@ -272,6 +283,17 @@ export async function runScenario(o: RunOptions): Promise<Report> {
     const wallSeconds = (performance.now() - wallStart) / 1000;
     const after = (await api.call('list', {})).vms;
     const hostInfo = await api.call('ping', {});
+    // The pools as the load left them, when the run involves storage at all.
+    let pools: PoolInfo[] | undefined;
+    if (s.storage || after.some((v) => v.disks.some((d) => d.volume))) {
+      pools = await api.call('poolList', {}).then(
+        (r) => r.pools,
+        (e: unknown) => {
+          out(`could not list the storage pools: ${(e as Error).message}`);
+          return undefined;
+        },
+      );
+    }
     noteLag('hypervisor', hostInfo.lagMs);
     for (const v of after) noteLag(`guest:${v.name}`, v.guestLagMs);
     noteLag('vmsim-run', lag.sample().p99Ms);
@@ -324,6 +346,7 @@ export async function runScenario(o: RunOptions): Promise<Report> {
           })
         : undefined,
       durability,
+      pools,
     });
     fs.mkdirSync(o.reportDir, { recursive: true });
     fs.writeFileSync(path.join(o.reportDir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
@@ -336,6 +359,72 @@ export async function runScenario(o: RunOptions): Promise<Report> {
     lag.stop();
     await nc?.close();
     await stack?.stop();
+  }
+}
+
+/**
+ * Creates the scenario's pools and disks, and makes each template as an admin makes a golden
+ * image: a VM installs its OS and app on first boot onto a volume of its own, is shut down and
+ * undefined (the volume stays: it was not the VM's), and the volume is frozen as a template.
+ * What exists already (an attached stack, a second run) is reused.
+ */
+async function setUpStorage(api: ManagementClient, st: ScenarioStorage, out: (line: string) => void): Promise<void> {
+  const pools = new Set((await api.call('poolList', {})).pools.map((p) => p.id));
+  for (const p of st.pools) {
+    if (pools.has(p.id)) continue;
+    const info = await api.call('poolCreate', {
+      id: p.id,
+      disks: p.disks,
+      ...(p.diskGiB !== undefined ? { diskGiB: p.diskGiB } : {}),
+      ...(p.chunkMiB !== undefined ? { chunkMiB: p.chunkMiB } : {}),
+    });
+    out(
+      `pool ${p.id}: ${p.disks.join(', ')}, ${(info.capacityBytes / 2 ** 30).toFixed(2)} GiB, chunks of ${info.chunkBytes / 2 ** 20} MiB`,
+    );
+  }
+  const volumes = new Map((await api.call('diskList', {})).volumes.map((v) => [v.id, v]));
+  for (const d of st.disks) {
+    if (volumes.has(d.id)) continue;
+    await api.call('diskCreate', { id: d.id, pool: d.pool, sizeGiB: d.sizeGiB, provisioning: d.provisioning });
+    out(`disk ${d.id}: ${d.sizeGiB} GiB ${d.provisioning} in pool ${d.pool}`);
+  }
+  for (const t of st.templates) {
+    const had = volumes.get(t.name);
+    if (had?.template) continue;
+    if (had) throw new Error(`disk ${t.name} exists and is not a template: delete it to make template ${t.name}`);
+    const started = Date.now();
+    await api.call('diskCreate', { id: t.name, pool: t.pool, sizeGiB: t.diskGiB, provisioning: t.provisioning });
+    await api.call('define', {
+      name: t.name,
+      app: t.app,
+      os: t.os,
+      memoryMiB: t.memoryMiB,
+      diskGiB: t.diskGiB,
+      disk: { pool: t.pool, provisioning: t.provisioning, volume: t.name },
+    });
+    await api.call('start', { name: t.name });
+    await waitForState(api, t.name, ['running'], 'install its OS and app');
+    await api.call('shutdown', { name: t.name });
+    await waitForState(api, t.name, ['stopped', 'defined'], 'shut down');
+    await api.call('undefine', { name: t.name });
+    const frozen = await api.call('diskTemplate', { id: t.name });
+    out(
+      `template ${t.name}: ${t.os} + ${t.app} installed in ${((Date.now() - started) / 1000).toFixed(1)} s wall, ` +
+        `${(frozen.allocatedBytes / 2 ** 20).toFixed(1)} MiB written of ${t.diskGiB} GiB`,
+    );
+  }
+}
+
+/** Waits (up to three wall minutes) until a VM is in one of `states`; a failed VM ends the wait. */
+async function waitForState(api: ManagementClient, name: string, states: string[], what: string): Promise<void> {
+  const deadline = Date.now() + 180_000;
+  for (;;) {
+    const info = await api.call('info', { name });
+    if (states.includes(info.state)) return;
+    if (info.state === 'failed' || info.state === 'crashed')
+      throw new Error(`template VM ${name} did not ${what}: ${info.state} (${info.reason})`);
+    if (Date.now() > deadline) throw new Error(`template VM ${name} did not ${what} within 180 s (${info.state})`);
+    await new Promise((r) => setTimeout(r, 200));
   }
 }
 
@@ -477,6 +566,17 @@ export function printSummary(r: Report, out: (line: string) => void): void {
       `durability ${v.name}: ${d.acked} acknowledged writes, ${d.lost} lost` +
         `${d.corrupt ? `, ${d.corrupt} corrupt` : ''}${d.unverified ? `, ${d.unverified} not read back` : ''}`,
     );
+  }
+  for (const p of r.pools) {
+    out(
+      `pool ${p.id}: ${(p.allocatedBytes / 2 ** 20).toFixed(1)} of ${(p.capacityBytes / 2 ** 20).toFixed(1)} MiB allocated, ` +
+        `${(p.virtualBytes / 2 ** 30).toFixed(2)} GiB promised (overcommit ${p.overcommit.toFixed(2)})` +
+        `${p.stalledVms.length ? `; paused by a full pool: ${p.stalledVms.join(', ')}` : ''}`,
+    );
+  }
+  for (const v of r.vms) {
+    for (const d of v.disks.filter((x) => x.poolFullStalls > 0))
+      out(`disk ${d.volume} of ${v.name}: ${d.poolFullStalls} write(s) found pool ${d.pool} full during the load`);
   }
   for (const f of r.faults) {
     out(

@@ -107,6 +107,98 @@ describe('scenario files', () => {
     expect(error('')).toMatch(/\(top level\): .*expected object/);
   });
 
+  it('reads the storage section and VM disks, and names the bad field of bad storage', () => {
+    const s = parseScenario(
+      'name: x\nduration: 10s\n' +
+        'storage:\n' +
+        '  pools: [{id: thin, disks: [sdb], diskGiB: 0.5, chunkMiB: 1}]\n' +
+        '  disks: [{id: data, pool: thin, sizeGiB: 1}]\n' +
+        '  templates: [{name: golden, app: db, pool: thin, diskGiB: 2}]\n' +
+        'vms:\n' +
+        '  - {name: a, app: db, disk: {clone: golden, pool: thin}}\n' +
+        '  - {name: b, disk: {volume: data}}\n' +
+        '  - {name: c, disk: {pool: thin, provisioning: thin}}\n' +
+        'timeline:\n' +
+        '  - {at: 1s, diskSnapshot: {disk: a, name: s1}}\n' +
+        '  - {at: 2s, diskDeleteSnapshot: {disk: a, name: s1}}\n' +
+        '  - {at: 3s, poolAddDisk: {pool: thin, disk: sda, sizeGiB: 1}}\n' +
+        '  - {at: 4s, diskDelete: data}\n',
+      'ok.yaml',
+    );
+    expect(s.storage?.pools).toEqual([{ id: 'thin', disks: ['sdb'], diskGiB: 0.5, chunkMiB: 1 }]);
+    expect(s.storage?.disks[0]).toEqual({ id: 'data', pool: 'thin', sizeGiB: 1, provisioning: 'thin' });
+    expect(s.storage?.templates[0]).toMatchObject({ name: 'golden', app: 'db', os: 'linux', provisioning: 'thin' });
+    expect(s.vms.map((v) => v.disk)).toEqual([
+      { pool: 'thin', provisioning: 'thick', clone: 'golden' },
+      { pool: 'default', provisioning: 'thick', volume: 'data' },
+      { pool: 'thin', provisioning: 'thin' },
+    ]);
+    expect(s.timeline[2]).toEqual({ at: 3000, poolAddDisk: { pool: 'thin', disk: 'sda', sizeGiB: 1 } });
+    expect(parseScenario('name: x\nvms: [{name: a}]\n', 'ok.yaml').storage).toBeUndefined();
+
+    const st = (storage: string, vms = '[{name: a}]') => error(`name: x\nstorage: ${storage}\nvms: ${vms}\n`);
+    expect(st('{pools: [{id: p, disks: [sdz]}]}')).toMatch(/storage\.pools\.0\.disks\.0: the host has no disk sdz/);
+    expect(st('{pools: [{id: p, disks: [sdb], diskGiB: 5000}]}')).toMatch(/storage\.pools\.0\.diskGiB: sdb holds only/);
+    expect(st('{pools: [{id: p, disks: [sdb], chunkMiB: 0}]}')).toMatch(/storage\.pools\.0\.chunkMiB: /);
+    expect(st('{pools: [{id: p, disks: []}]}')).toMatch(/storage\.pools\.0\.disks: /);
+    expect(st('{pools: [{id: default, disks: [sdb]}]}')).toMatch(/storage\.pools\.0\.id: default is the host's own/);
+    expect(st('{pools: [{id: p, disks: [sdb]}, {id: q, disks: [sdb]}]}')).toMatch(
+      /storage\.pools\.1\.disks\.0: sdb is already in pool p/,
+    );
+    expect(st('{pools: [{id: "bad name", disks: [sdb]}]}')).toMatch(/storage\.pools\.0\.id: a pool name/);
+    expect(st('{disks: [{id: d, pool: nope, sizeGiB: 1}]}')).toMatch(/storage\.disks\.0\.pool: no pool named nope/);
+    expect(st('{disks: [{id: d, sizeGiB: 1, provisioning: sparse}]}')).toMatch(/storage\.disks\.0\.provisioning/);
+    expect(st('{disks: [{id: d, sizeGiB: -1}]}')).toMatch(/storage\.disks\.0\.sizeGiB/);
+    expect(st('{disks: [{id: a, sizeGiB: 1}]}')).toMatch(/storage\.disks\.0\.id: a disk named a exists already/);
+    expect(st('{templates: [{name: t, app: ftp, diskGiB: 1}]}')).toMatch(/storage\.templates\.0\.app/);
+    expect(st('{templates: [{name: t, app: db}]}')).toMatch(/storage\.templates\.0\.diskGiB/);
+    expect(st('{templates: [{name: t, app: db, diskGiB: 1, colour: red}]}')).toMatch(/storage\.templates\.0: .*colour/);
+    expect(st('{volumes: []}')).toMatch(/storage: .*volumes/);
+    expect(st('{}', '[{name: a, disk: {clone: gold}}]')).toMatch(/vms\.0\.disk\.clone: no template named gold/);
+    expect(st('{}', '[{name: a, disk: {volume: v}}]')).toMatch(/vms\.0\.disk\.volume: no disk named v/);
+    expect(st('{}', '[{name: a, disk: {pool: nope}}]')).toMatch(/vms\.0\.disk\.pool: no pool named nope/);
+    expect(st('{}', '[{name: a, disk: {provisioning: sparse}}]')).toMatch(/vms\.0\.disk\.provisioning/);
+    expect(
+      st(
+        '{disks: [{id: v, sizeGiB: 1}], templates: [{name: t, app: db, diskGiB: 1}]}',
+        '[{name: a, disk: {clone: t, volume: v}}]',
+      ),
+    ).toMatch(/vms\.0\.disk: a VM disk is either a clone/);
+    expect(
+      st('{disks: [{id: v, sizeGiB: 1}]}', '[{name: a, disk: {volume: v}}, {name: b, disk: {volume: v}}]'),
+    ).toMatch(/vms\.1\.disk\.volume: v is already the disk of a/);
+  });
+
+  it('checks the storage steps of a timeline, naming the bad field', () => {
+    const base = 'name: x\nduration: 10s\nstorage: {pools: [{id: p, disks: [sdb]}]}\nvms: [{name: a}]\ntimeline:\n';
+    expect(error(`${base}  - {at: 1s, diskSnapshot: {disk: zz, name: s1}}\n`)).toMatch(
+      /timeline\.0\.diskSnapshot\.disk: no disk named zz/,
+    );
+    expect(error(`${base}  - {at: 1s, diskSnapshot: {disk: a, name: "s 1"}}\n`)).toMatch(
+      /timeline\.0\.diskSnapshot\.name: a snapshot name/,
+    );
+    expect(error(`${base}  - {at: 1s, diskDeleteSnapshot: {disk: zz, name: s1}}\n`)).toMatch(
+      /timeline\.0\.diskDeleteSnapshot\.disk: no disk named zz/,
+    );
+    expect(error(`${base}  - {at: 1s, diskDelete: zz}\n`)).toMatch(/timeline\.0\.diskDelete: no disk named zz/);
+    expect(error(`${base}  - {at: 1s, poolAddDisk: {pool: q, disk: sda}}\n`)).toMatch(
+      /timeline\.0\.poolAddDisk\.pool: no pool named q/,
+    );
+    expect(error(`${base}  - {at: 1s, poolAddDisk: {pool: p, disk: sdz}}\n`)).toMatch(
+      /timeline\.0\.poolAddDisk\.disk: the host has no disk sdz/,
+    );
+    expect(error(`${base}  - {at: 1s, poolAddDisk: {pool: p, disk: sda, sizeGiB: 0}}\n`)).toMatch(
+      /timeline\.0\.poolAddDisk\.sizeGiB: /,
+    );
+    expect(error(`${base}  - {at: 1s, poolAddDisk: {pool: p, disk: sda, sizeGiB: 5000}}\n`)).toMatch(
+      /timeline\.0\.poolAddDisk\.sizeGiB: sda holds only/,
+    );
+    expect(error(`${base}  - {at: 1s, diskDelete: a, unfault: a}\n`)).toMatch(
+      /timeline\.0: a step takes exactly one action/,
+    );
+    expect(error(`${base}  - {at: 1s, disk-delete: a}\n`)).toMatch(/timeline\.0: .*disk-delete/);
+  });
+
   it('says when the file cannot be read', () => {
     expect(() => loadScenario('/nonexistent/x.yaml')).toThrow(/cannot read/);
   });

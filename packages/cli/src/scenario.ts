@@ -6,8 +6,14 @@ import {
   CRASH_POLICIES,
   FAULT_KINDS,
   GUEST_OSES,
+  DEFAULT_POOL,
   HOG_TARGETS,
+  PROVISIONING,
+  PoolName,
   ResourceLimits,
+  SnapshotName,
+  VmDiskSpec,
+  VolumeName,
   STRESS_KINDS,
   VmName,
   WatchdogConfig,
@@ -87,10 +93,79 @@ export const ScenarioVm = z
     watchdog: WatchdogConfig.strict().optional(),
     /** db only, UNSAFE teaching toggle: acknowledge writes before flushing them. */
     ackBeforeFlush: z.boolean().default(false),
+    /** Its virtual disk: a new volume in `pool` (thin or thick), a clone of a template, or an existing volume. */
+    disk: VmDiskSpec.optional(),
     ...ResourceLimits.shape,
   })
   .strict();
 export type ScenarioVm = z.infer<typeof ScenarioVm>;
+
+/** GiB of a physical disk to use (its first N GiB, a partition); absent: all of it. */
+const PartitionGiB = z
+  .number()
+  .positive()
+  .max(1024 * 1024);
+
+/**
+ * Storage the run sets up before it defines the VMs: pools of the host's physical disks,
+ * volumes carved from them, and templates (golden images: a VM installed once, then frozen).
+ */
+export const ScenarioStorage = z
+  .object({
+    pools: z
+      .array(
+        z
+          .object({
+            id: PoolName,
+            disks: z.array(z.string().min(1).max(64)).min(1).max(64),
+            diskGiB: PartitionGiB.optional(),
+            chunkMiB: z.number().int().min(1).max(64).optional(),
+          })
+          .strict(),
+      )
+      .default([]),
+    disks: z
+      .array(
+        z
+          .object({
+            id: VolumeName,
+            pool: PoolName.default(DEFAULT_POOL),
+            sizeGiB: z
+              .number()
+              .positive()
+              .max(16 * 1024),
+            provisioning: z.enum(PROVISIONING).default('thin'),
+          })
+          .strict(),
+      )
+      .default([]),
+    templates: z
+      .array(
+        z
+          .object({
+            /** The template volume's name, and the name of the VM that installs it. */
+            name: VolumeName,
+            app: z.enum(APP_KINDS),
+            os: z.enum(GUEST_OSES).default('linux'),
+            pool: PoolName.default(DEFAULT_POOL),
+            diskGiB: z
+              .number()
+              .min(0.125)
+              .max(16 * 1024),
+            provisioning: z.enum(PROVISIONING).default('thin'),
+            memoryMiB: z
+              .number()
+              .int()
+              .min(64)
+              .max(1024 * 1024)
+              .default(512),
+          })
+          .strict(),
+      )
+      .default([]),
+  })
+  .strict();
+export type ScenarioStorage = z.infer<typeof ScenarioStorage>;
 
 /**
  * Infrastructure faults a timeline can inject into a stack the run started itself: the
@@ -110,7 +185,9 @@ export type InfraStep = (typeof INFRA_STEPS)[number];
  * A timeline step: at `at` (simulated time since the load started) one action —
  * `stress: {vm, kind, for?}` starts a stressor (for `for`, or until unstressed),
  * `unstress: {vm}` stops it; `fault: <kind>, vm, for?, delay?, target?` injects a fault
- * (see `vmsim fault`), `unfault: <vm>` clears it; `infra: <INFRA_STEPS>` hits the stack itself.
+ * (see `vmsim fault`), `unfault: <vm>` clears it; `infra: <INFRA_STEPS>` hits the stack itself;
+ * `diskSnapshot: {disk, name}`, `diskDeleteSnapshot: {disk, name}`, `poolAddDisk: {pool, disk,
+ * sizeGiB?}` and `diskDelete: <volume>` act on storage (named as the management API's ops).
  */
 export const TimelineStep = z
   .object({
@@ -130,16 +207,34 @@ export const TimelineStep = z
     unfault: VmName.optional(),
     /** An infrastructure fault: restart or cut the power of the stack's own services (not on an attached stack). */
     infra: z.enum(INFRA_STEPS).optional(),
+    diskSnapshot: z.object({ disk: VolumeName, name: SnapshotName }).strict().optional(),
+    diskDeleteSnapshot: z.object({ disk: VolumeName, name: SnapshotName }).strict().optional(),
+    /** `disk`: a physical disk of the host; `sizeGiB`: only its first GiB. */
+    poolAddDisk: z
+      .object({ pool: PoolName, disk: z.string().min(1).max(64), sizeGiB: PartitionGiB.optional() })
+      .strict()
+      .optional(),
+    diskDelete: VolumeName.optional(),
   })
   .strict()
   .superRefine((step, ctx) => {
-    const actions = [step.stress, step.unstress, step.fault, step.unfault, step.infra].filter(
-      (a) => a !== undefined,
-    ).length;
+    const actions = [
+      step.stress,
+      step.unstress,
+      step.fault,
+      step.unfault,
+      step.infra,
+      step.diskSnapshot,
+      step.diskDeleteSnapshot,
+      step.poolAddDisk,
+      step.diskDelete,
+    ].filter((a) => a !== undefined).length;
     if (actions !== 1)
       ctx.addIssue({
         code: 'custom',
-        message: 'a step takes exactly one action: stress, unstress, fault, unfault or infra',
+        message:
+          'a step takes exactly one action: stress, unstress, fault, unfault, infra, diskSnapshot, ' +
+          'diskDeleteSnapshot, poolAddDisk or diskDelete',
       });
     if (step.stress?.for !== undefined && !(step.stress.for > 0))
       ctx.addIssue({ code: 'custom', path: ['stress', 'for'], message: 'must be longer than 0' });
@@ -204,6 +299,7 @@ export const Scenario = z
       .strict()
       .default({ profile: 'small', hypervisor: 'type1', scheduler: 'fair', overcommit: 1 }),
     vms: z.array(ScenarioVm).min(1).max(256),
+    storage: ScenarioStorage.optional(),
     load: z.array(LoadSpec).default([]),
     timeline: z.array(TimelineStep).default([]),
     slo: Slo.extend({ perVm: z.record(z.string(), Slo).default({}), faults: FaultSlo.optional() })
@@ -214,8 +310,9 @@ export const Scenario = z
   .superRefine((s, ctx) => {
     // What would otherwise fail only once the stack is up: checked here, before anything starts.
     if (!(s.duration > 0)) ctx.addIssue({ code: 'custom', path: ['duration'], message: 'must be longer than 0' });
+    let physical: { id: string; capacityGiB: number }[] | undefined;
     try {
-      loadProfile(s.host.profile);
+      physical = loadProfile(s.host.profile).disks;
     } catch (e) {
       ctx.addIssue({ code: 'custom', path: ['host', 'profile'], message: (e as Error).message });
     }
@@ -237,6 +334,7 @@ export const Scenario = z
           message: `only for a db VM, not ${vm.app}`,
         });
     });
+    const volumes = checkStorage(s, names, physical, ctx);
     s.load.forEach((l, i) => {
       if (!names.has(l.vm))
         ctx.addIssue({ code: 'custom', path: ['load', i, 'vm'], message: `no VM named ${l.vm} in vms` });
@@ -283,6 +381,30 @@ export const Scenario = z
               : [[], undefined];
       if (vm !== undefined && !names.has(vm))
         ctx.addIssue({ code: 'custom', path: ['timeline', i, ...where], message: `no VM named ${vm} in vms` });
+      const [volumeAt, volume]: [string[], string | undefined] = step.diskSnapshot
+        ? [['diskSnapshot', 'disk'], step.diskSnapshot.disk]
+        : step.diskDeleteSnapshot
+          ? [['diskDeleteSnapshot', 'disk'], step.diskDeleteSnapshot.disk]
+          : step.diskDelete !== undefined
+            ? [['diskDelete'], step.diskDelete]
+            : [[], undefined];
+      if (volume !== undefined && !volumes.has(volume))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['timeline', i, ...volumeAt],
+          message: `no disk named ${volume} (a VM's disk is named after the VM; others come from storage.disks or storage.templates)`,
+        });
+      if (step.poolAddDisk) {
+        const { pool, disk, sizeGiB } = step.poolAddDisk;
+        if (!poolNames(s).has(pool))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['timeline', i, 'poolAddDisk', 'pool'],
+            message: `no pool named ${pool} (${DEFAULT_POOL} or one in storage.pools)`,
+          });
+        const at = ['timeline', i, 'poolAddDisk'];
+        checkPhysical(physical, disk, sizeGiB, [...at, 'disk'], [...at, 'sizeGiB'], ctx);
+      }
       if (step.at > s.duration)
         ctx.addIssue({
           code: 'custom',
@@ -296,6 +418,137 @@ export const Scenario = z
     }
   });
 export type Scenario = z.infer<typeof Scenario>;
+
+type Ctx = z.core.$RefinementCtx;
+type PhysicalDisk = { id: string; capacityGiB: number };
+
+function poolNames(s: { storage?: ScenarioStorage | undefined }): Set<string> {
+  return new Set([DEFAULT_POOL, ...(s.storage?.pools ?? []).map((p) => p.id)]);
+}
+
+/** A physical disk of the host's profile, and at most its capacity of it. */
+function checkPhysical(
+  physical: PhysicalDisk[] | undefined,
+  disk: string,
+  gib: number | undefined,
+  diskPath: (string | number)[],
+  gibPath: (string | number)[],
+  ctx: Ctx,
+): void {
+  if (!physical) return; // the bad profile is reported already
+  const d = physical.find((x) => x.id === disk);
+  if (!d)
+    ctx.addIssue({
+      code: 'custom',
+      path: diskPath,
+      message: `the host has no disk ${disk} (it has ${physical.map((x) => x.id).join(', ')})`,
+    });
+  else if (gib !== undefined && gib > d.capacityGiB)
+    ctx.addIssue({
+      code: 'custom',
+      path: gibPath,
+      message: `${disk} holds only ${d.capacityGiB} GiB`,
+    });
+}
+
+/**
+ * Cross-checks the storage section against the host and the VMs; returns the names of every
+ * volume the scenario makes (a VM's own disk is named after it).
+ */
+function checkStorage(
+  s: { storage?: ScenarioStorage | undefined; vms: ScenarioVm[] },
+  vmNames: Set<string>,
+  physical: PhysicalDisk[] | undefined,
+  ctx: Ctx,
+): Set<string> {
+  const st = s.storage;
+  const pools = poolNames(s);
+  const volumes = new Set(vmNames);
+  const inPool = new Map<string, string>();
+  const taken = new Set<string>([DEFAULT_POOL]);
+  st?.pools.forEach((p, i) => {
+    if (taken.has(p.id))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['storage', 'pools', i, 'id'],
+        message: p.id === DEFAULT_POOL ? `${DEFAULT_POOL} is the host's own pool` : `duplicate pool ${p.id}`,
+      });
+    taken.add(p.id);
+    p.disks.forEach((d, j) => {
+      checkPhysical(
+        physical,
+        d,
+        p.diskGiB,
+        ['storage', 'pools', i, 'disks', j],
+        ['storage', 'pools', i, 'diskGiB'],
+        ctx,
+      );
+      const other = inPool.get(d);
+      if (other !== undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['storage', 'pools', i, 'disks', j],
+          message: `${d} is already in pool ${other}`,
+        });
+      inPool.set(d, p.id);
+    });
+  });
+  const badPool = (pool: string, path: (string | number)[]) => {
+    if (!pools.has(pool))
+      ctx.addIssue({
+        code: 'custom',
+        path,
+        message: `no pool named ${pool} (${DEFAULT_POOL} or one in storage.pools)`,
+      });
+  };
+  const newVolume = (id: string, path: (string | number)[]) => {
+    if (volumes.has(id))
+      ctx.addIssue({
+        code: 'custom',
+        path,
+        message: `a disk named ${id} exists already (a VM's disk is named after the VM)`,
+      });
+    volumes.add(id);
+  };
+  st?.disks.forEach((d, i) => {
+    badPool(d.pool, ['storage', 'disks', i, 'pool']);
+    newVolume(d.id, ['storage', 'disks', i, 'id']);
+  });
+  st?.templates.forEach((t, i) => {
+    badPool(t.pool, ['storage', 'templates', i, 'pool']);
+    newVolume(t.name, ['storage', 'templates', i, 'name']);
+  });
+  const templates = new Set((st?.templates ?? []).map((t) => t.name));
+  const disks = new Set((st?.disks ?? []).map((d) => d.id));
+  const attached = new Map<string, string>();
+  s.vms.forEach((vm, i) => {
+    if (!vm.disk) return;
+    const at = ['vms', i, 'disk'];
+    badPool(vm.disk.pool, [...at, 'pool']);
+    if (vm.disk.clone !== undefined && !templates.has(vm.disk.clone))
+      ctx.addIssue({
+        code: 'custom',
+        path: [...at, 'clone'],
+        message: `no template named ${vm.disk.clone} in storage.templates`,
+      });
+    if (vm.disk.volume === undefined) return;
+    if (!disks.has(vm.disk.volume))
+      ctx.addIssue({
+        code: 'custom',
+        path: [...at, 'volume'],
+        message: `no disk named ${vm.disk.volume} in storage.disks`,
+      });
+    const other = attached.get(vm.disk.volume);
+    if (other !== undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: [...at, 'volume'],
+        message: `${vm.disk.volume} is already the disk of ${other}`,
+      });
+    attached.set(vm.disk.volume, vm.name);
+  });
+  return volumes;
+}
 
 /** A scenario file that cannot be used; the message names the file and the bad field. */
 export class ScenarioError extends Error {}

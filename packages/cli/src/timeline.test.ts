@@ -62,6 +62,78 @@ describe('scenario timeline', () => {
     expect(calls.slice(5)).toEqual(['5500 unstress b']);
   });
 
+  it('runs storage steps at their time, describes them like the CLI, and fails them without a storage API', async () => {
+    const clock = new VirtualClock();
+    const { api, calls } = fakeApi(clock);
+    const failing = new Set(['gone']);
+    api.storage = {
+      diskSnapshot: (disk, name) => {
+        calls.push(`${clock.now()} diskSnapshot ${disk} ${name}`);
+        return Promise.resolve();
+      },
+      diskDeleteSnapshot: (disk, name) => {
+        calls.push(`${clock.now()} diskDeleteSnapshot ${disk} ${name}`);
+        return Promise.resolve();
+      },
+      poolAddDisk: (pool, disk, sizeGiB) => {
+        calls.push(`${clock.now()} poolAddDisk ${pool} ${disk} ${sizeGiB ?? '-'}`);
+        return Promise.resolve();
+      },
+      diskDelete: (disk) => {
+        calls.push(`${clock.now()} diskDelete ${disk}`);
+        return failing.has(disk) ? Promise.reject(new Error(`no disk ${disk}`)) : Promise.resolve();
+      },
+    };
+    const steps: TimelineStep[] = [
+      { at: 1000, diskSnapshot: { disk: 'db1', name: 's1' } },
+      { at: 2000, poolAddDisk: { pool: 'thin', disk: 'sda', sizeGiB: 1 } },
+      { at: 2500, poolAddDisk: { pool: 'thin', disk: 'sdc' } },
+      { at: 3000, diskDeleteSnapshot: { disk: 'db1', name: 's1' } },
+      { at: 4000, diskDelete: 'gone' },
+    ];
+    const lines: string[] = [];
+    const t = startTimeline({ steps, clock, startMs: 0, durationMs: 5000, api, out: (l) => lines.push(l) });
+    clock.runUntil(1999);
+    await settle();
+    expect(calls).toEqual(['1000 diskSnapshot db1 s1']);
+    clock.runUntil(5000);
+    await settle();
+    expect(calls).toEqual([
+      '1000 diskSnapshot db1 s1',
+      '2000 poolAddDisk thin sda 1',
+      '2500 poolAddDisk thin sdc -',
+      '3000 diskDeleteSnapshot db1 s1',
+      '4000 diskDelete gone',
+    ]);
+    expect(t.outcomes.map((o) => [o.action, o.ok])).toEqual([
+      ['disk snapshot db1 s1', true],
+      ['pool add-disk thin sda (first 1 GiB)', true],
+      ['pool add-disk thin sdc', true],
+      ['disk delete-snapshot db1 s1', true],
+      ['disk delete gone', false],
+    ]);
+    expect(lines).toContain('  timeline 4000 ms: disk delete gone FAILED: no disk gone');
+    await t.stop();
+
+    const bare = fakeApi(clock).api;
+    const u = startTimeline({
+      steps: [{ at: 100, diskDelete: 'x' }],
+      clock,
+      startMs: clock.now(),
+      durationMs: 1000,
+      api: bare,
+      out: () => undefined,
+    });
+    clock.runUntil(clock.now() + 200);
+    await settle();
+    expect(u.outcomes[0]).toMatchObject({
+      action: 'disk delete x',
+      ok: false,
+      error: expect.stringMatching(/no storage API/),
+    });
+    await u.stop();
+  });
+
   it('cancels steps still to come when stopped early', async () => {
     const clock = new VirtualClock();
     const { api, calls } = fakeApi(clock);

@@ -13,6 +13,15 @@ export interface TimelineApi {
   unfault(vm: string): Promise<unknown>;
   /** Absent when the run cannot reach the stack's processes (an attached stack). */
   infra?: ((step: InfraStep) => Promise<unknown>) | undefined;
+  /** The storage steps (the management API's ops of the same names); absent: such a step fails. */
+  storage?: TimelineStorageApi | undefined;
+}
+
+export interface TimelineStorageApi {
+  diskSnapshot(disk: string, snapshot: string): Promise<unknown>;
+  diskDeleteSnapshot(disk: string, snapshot: string): Promise<unknown>;
+  poolAddDisk(pool: string, disk: string, sizeGiB: number | undefined): Promise<unknown>;
+  diskDelete(disk: string): Promise<unknown>;
 }
 
 export interface TimelineOptions {
@@ -63,6 +72,15 @@ function describe(step: TimelineStep): string {
   }
   if (step.unfault !== undefined) return `unfault ${step.unfault}`;
   if (step.infra !== undefined) return `infra ${step.infra}`;
+  // Worded as the CLI's `vmsim disk` and `vmsim pool` commands.
+  if (step.diskSnapshot) return `disk snapshot ${step.diskSnapshot.disk} ${step.diskSnapshot.name}`;
+  if (step.diskDeleteSnapshot)
+    return `disk delete-snapshot ${step.diskDeleteSnapshot.disk} ${step.diskDeleteSnapshot.name}`;
+  if (step.poolAddDisk) {
+    const p = step.poolAddDisk;
+    return `pool add-disk ${p.pool} ${p.disk}${p.sizeGiB !== undefined ? ` (first ${p.sizeGiB} GiB)` : ''}`;
+  }
+  if (step.diskDelete !== undefined) return `disk delete ${step.diskDelete}`;
   return `unstress ${step.unstress?.vm}`;
 }
 
@@ -97,6 +115,15 @@ export function startTimeline(o: TimelineOptions): RunningTimeline {
       } else if (step.infra !== undefined) {
         if (!o.api.infra) throw new Error('infrastructure faults need a stack this run started (not --attach)');
         await o.api.infra(step.infra);
+      } else if (step.diskSnapshot || step.diskDeleteSnapshot || step.poolAddDisk || step.diskDelete !== undefined) {
+        const storage = o.api.storage;
+        if (!storage) throw new Error('this run has no storage API for a storage step');
+        if (step.diskSnapshot) await storage.diskSnapshot(step.diskSnapshot.disk, step.diskSnapshot.name);
+        else if (step.diskDeleteSnapshot)
+          await storage.diskDeleteSnapshot(step.diskDeleteSnapshot.disk, step.diskDeleteSnapshot.name);
+        else if (step.poolAddDisk)
+          await storage.poolAddDisk(step.poolAddDisk.pool, step.poolAddDisk.disk, step.poolAddDisk.sizeGiB);
+        else if (step.diskDelete !== undefined) await storage.diskDelete(step.diskDelete);
       }
       outcomes.push({ at: step.at, action, ok: true, step: index, startedMs, doneMs: o.clock.now() - o.startMs });
       o.out(`  timeline ${fmtMs(step.at)} ms: ${action}`);
