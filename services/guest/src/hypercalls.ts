@@ -1,6 +1,34 @@
 import type { NatsConnection } from '@vmsim/shared';
 import { ErrorCode, HypercallReply, MAX_IO_BYTES, VmsimError, decode, encode, type Hypercall } from '@vmsim/shared';
 
+/** The bus request gives up only after this many timeouts (a guest frozen for longer fails its call). */
+const BACKSTOP_FACTOR = 4;
+/** A timer this late means the process was stopped (or blocked) meanwhile, not that the answer is late. */
+const FROZEN_MS = 1_000;
+
+/**
+ * A timeout that counts only time the process ran. A paused VM's process is stopped
+ * (SIGSTOP) with hypercalls outstanding; when it runs again, Node fires its overdue timers
+ * before it reads the answers already waiting in its socket, so a plain timeout would fail
+ * calls the hypervisor answered while the VM was paused (a write kept until a full pool had
+ * room, say). A timer that fires far past its time gives the answer another full timeout.
+ */
+export function frozenAwareTimeout(ms: number): { expired: Promise<never>; cancel(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    const arm = (wait: number) => {
+      const due = Date.now() + wait;
+      timer = setTimeout(() => {
+        if (Date.now() - due > FROZEN_MS) arm(ms);
+        else reject(new Error(`timeout after ${ms} ms`));
+      }, wait);
+    };
+    arm(ms);
+  });
+  expired.catch(() => undefined);
+  return { expired, cancel: () => clearTimeout(timer) };
+}
+
 /** What the guest's software sees of its virtual machine: every call is a hypercall. */
 export interface Machine {
   cpu(cycles: number): Promise<void>;
@@ -60,11 +88,18 @@ export class HypercallClient implements FullMachine {
 
   private async send(hc: Hypercall): Promise<Uint8Array | undefined> {
     let bytes: Uint8Array;
+    // The request's own timeout is only a backstop; the one that counts is measured in time
+    // this process ran (see frozenAwareTimeout).
+    const request = this.nc.request(this.subject, encode(hc), { timeout: this.timeoutMs * BACKSTOP_FACTOR });
+    const timeout = frozenAwareTimeout(this.timeoutMs);
     try {
-      bytes = (await this.nc.request(this.subject, encode(hc), { timeout: this.timeoutMs })).data;
+      bytes = (await Promise.race([request, timeout.expired])).data;
     } catch (e) {
       this.errors++;
+      request.catch(() => undefined);
       throw new VmsimError(ErrorCode.TIMEOUT, `hypercall ${hc.op} got no answer: ${(e as Error).message}`);
+    } finally {
+      timeout.cancel();
     }
     const r = decode(bytes, HypercallReply, 'hypercall reply');
     if (!r.ok) {
