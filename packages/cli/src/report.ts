@@ -1,4 +1,5 @@
 import type { DiskIo, HostInfo, HypervisorOverhead, PoolInfo, VmInfo } from '@vmsim/shared';
+import { emptyDiskIo } from '@vmsim/shared';
 import type { SeriesPoint } from '@vmsim/client-gen';
 import type { Scenario } from './scenario.ts';
 import { durabilityHeld, renderDurability, type DurabilityFigures } from './durability-check.ts';
@@ -164,19 +165,7 @@ function sumWait(v: VmInfo): number {
   return Object.values(v.hypercalls.byOp).reduce((s, f) => s + f.waitMs, 0) + v.net.waitMs;
 }
 
-const ZERO_IO: DiskIo = {
-  reads: 0,
-  writes: 0,
-  flushes: 0,
-  bytesRead: 0,
-  bytesWritten: 0,
-  latencyMsSum: 0,
-  latencyMsMax: 0,
-  zeroReads: 0,
-  copiedBytes: 0,
-  zeroedBytes: 0,
-  poolFullStalls: 0,
-};
+const ZERO_IO: DiskIo = emptyDiskIo();
 
 /**
  * A VM's disks with a volume behind them, their I/O counted between the snapshots taken at

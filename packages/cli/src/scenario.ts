@@ -9,6 +9,7 @@ import {
   DEFAULT_POOL,
   HOG_TARGETS,
   PROVISIONING,
+  StorageRequests,
   PoolName,
   ResourceLimits,
   SnapshotName,
@@ -126,17 +127,8 @@ export const ScenarioStorage = z
       .default([]),
     disks: z
       .array(
-        z
-          .object({
-            id: VolumeName,
-            pool: PoolName.default(DEFAULT_POOL),
-            sizeGiB: z
-              .number()
-              .positive()
-              .max(16 * 1024),
-            provisioning: z.enum(PROVISIONING).default('thin'),
-          })
-          .strict(),
+        // What `vmsim disk create` takes.
+        StorageRequests.diskCreate.strict(),
       )
       .default([]),
     templates: z

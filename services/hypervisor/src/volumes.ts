@@ -22,6 +22,7 @@ import {
   HypercallReply as HypercallReplySchema,
   VmsimError,
   anyStorageIoSubject,
+  emptyDiskIo,
   decode,
   encode,
   errorReply,
@@ -114,27 +115,7 @@ export interface LegacyDisk {
 const StorageFile = z.object({
   version: z.literal(1),
   storage: StorageDoc,
-  /** The host's swap area, outside every pool. */
-  swap: z.object({ disk: z.string(), offset: z.number().int().min(0), length: z.number().int().min(1) }).nullable(),
-  /** Usable bytes of each physical disk (the swap disk's end excluded), for pools made later. */
-  usable: z.record(z.string(), z.number().int().min(0)),
 });
-
-function emptyIo(): DiskIo {
-  return {
-    reads: 0,
-    writes: 0,
-    flushes: 0,
-    bytesRead: 0,
-    bytesWritten: 0,
-    latencyMsSum: 0,
-    latencyMsMax: 0,
-    zeroReads: 0,
-    copiedBytes: 0,
-    zeroedBytes: 0,
-    poolFullStalls: 0,
-  };
-}
 
 /**
  * The hypervisor's storage: pools of the host's physical disks, every VM disk a volume in
@@ -185,45 +166,51 @@ export class Volumes {
   static open(deps: VolumesDeps, legacy: readonly LegacyDisk[]): Volumes {
     const file = path.join(deps.dataDir, 'storage.json');
     fs.mkdirSync(deps.dataDir, { recursive: true });
-    if (fs.existsSync(file)) {
-      const doc = validate(JSON.parse(fs.readFileSync(file, 'utf8')), StorageFile, `storage metadata in ${file}`);
-      const model = deserializeStorage(doc.storage);
-      const v = new Volumes(deps, model, doc.swap ?? undefined, doc.usable, file);
-      for (const id of model.volumes.keys()) v.stateOf(id);
-      deps.logger.info(
-        { pools: model.pools.size, volumes: model.volumes.size, file },
-        `storage: ${model.pools.size} pools, ${model.volumes.size} volumes loaded`,
-      );
-      return v;
-    }
     const disks = deps.profile.disks.map((x) => ({ id: x.id, capacityBytes: Math.floor(x.capacityGiB * GiB) }));
     const last = disks[disks.length - 1]!;
-    // Swap goes where the host keeps its own things: the end of the last disk, after what
-    // older VM disks hold there, so a hog swapping does not stand in front of VM disk I/O.
+    let model: StorageModel;
+    const fresh = !fs.existsSync(file);
+    if (!fresh) {
+      const doc = validate(JSON.parse(fs.readFileSync(file, 'utf8')), StorageFile, `storage metadata in ${file}`);
+      model = deserializeStorage(doc.storage);
+    } else {
+      model = new StorageModel();
+      const first = disks[0]!;
+      // A one-disk host keeps half of it out of the pool for swap at most.
+      const room =
+        disks.length === 1
+          ? first.capacityBytes - Math.min(deps.swapBytes, first.capacityBytes / 2)
+          : first.capacityBytes;
+      model.createPool(DEFAULT_POOL, [{ id: first.id, capacityBytes: Math.floor(room / MiB) * MiB }]);
+    }
+    // Swap goes where the host keeps its own things: the end of the last disk, past what any
+    // pool (or an older data directory's VM disks) holds there, so a hog swapping does not
+    // stand in front of VM disk I/O. Placed at every start, sized for this start's overcommit.
     const alloc = new ExtentAllocator([last]);
+    const inPool = model.poolOfDisk(last.id)?.disk(last.id)?.capacityBytes ?? 0;
+    if (inPool > 0) alloc.claim([{ vOffset: 0, disk: last.id, pOffset: 0, length: inPool }]);
     alloc.claim(legacy.flatMap((l) => l.extents.filter((e) => e.disk === last.id)));
-    const one = disks.length === 1;
-    const swapExt = alloc.allocateAtEnd(
-      last.id,
-      one ? Math.min(deps.swapBytes, last.capacityBytes / 2) : deps.swapBytes,
-    );
+    const swapExt = alloc.allocateAtEnd(last.id, deps.swapBytes);
     const swap = swapExt ? { disk: last.id, offset: swapExt.pOffset, length: swapExt.length } : undefined;
     const usable: Record<string, number> = {};
     for (const d of disks) usable[d.id] = swap && swap.disk === d.id ? swap.offset : d.capacityBytes;
-    const model = new StorageModel();
-    const first = disks[0]!;
-    model.createPool(DEFAULT_POOL, [{ id: first.id, capacityBytes: usable[first.id]! }]);
     const v = new Volumes(deps, model, swap, usable, file);
-    for (const l of legacy) {
-      try {
-        model.adoptVolume({ id: l.vm, pool: DEFAULT_POOL, sizeBytes: l.sizeBytes, extents: l.extents });
-        v.stateOf(l.vm);
-      } catch (e) {
-        deps.logger.error({ vm: l.vm, err: (e as Error).message }, `storage: could not adopt the disk of ${l.vm}`);
+    for (const id of model.volumes.keys()) v.stateOf(id);
+    if (fresh) {
+      for (const l of legacy) {
+        try {
+          model.adoptVolume({ id: l.vm, pool: DEFAULT_POOL, sizeBytes: l.sizeBytes, extents: l.extents });
+          v.stateOf(l.vm);
+        } catch (e) {
+          deps.logger.error({ vm: l.vm, err: (e as Error).message }, `storage: could not adopt the disk of ${l.vm}`);
+        }
       }
+      v.saveNowSync();
     }
-    v.saveNowSync();
-    deps.logger.info({ swap, usable, adopted: model.volumes.size }, 'storage: default pool created');
+    deps.logger.info(
+      { pools: model.pools.size, volumes: model.volumes.size, swap, file },
+      `storage: ${model.pools.size} pools, ${model.volumes.size} volumes ${fresh ? 'created' : 'loaded'}`,
+    );
     return v;
   }
 
@@ -708,8 +695,6 @@ export class Volumes {
     const body = JSON.stringify({
       version: 1,
       storage: serializeStorage(this.model),
-      swap: this.swap ?? null,
-      usable: this.usable,
     });
     const tmp = `${this.file}.tmp`;
     const fd = fs.openSync(tmp, 'w');
@@ -968,7 +953,7 @@ export class Volumes {
   private stateOf(id: string): VolumeState {
     let s = this.state.get(id);
     if (!s) {
-      s = { io: emptyIo(), inflight: 0, frozen: false, waiting: [], busy: new Set(), gate: undefined, drained: [] };
+      s = { io: emptyDiskIo(), inflight: 0, frozen: false, waiting: [], busy: new Set(), gate: undefined, drained: [] };
       this.state.set(id, s);
     }
     return s;

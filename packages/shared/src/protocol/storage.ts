@@ -55,6 +55,23 @@ export const DiskIo = z.object({
 });
 export type DiskIo = z.infer<typeof DiskIo>;
 
+/** A disk that has done nothing yet. */
+export function emptyDiskIo(): DiskIo {
+  return {
+    reads: 0,
+    writes: 0,
+    flushes: 0,
+    bytesRead: 0,
+    bytesWritten: 0,
+    latencyMsSum: 0,
+    latencyMsMax: 0,
+    zeroReads: 0,
+    copiedBytes: 0,
+    zeroedBytes: 0,
+    poolFullStalls: 0,
+  };
+}
+
 export const SnapshotInfo = z.object({
   name: SnapshotName,
   /** Bytes its layer holds: what changed between it and the snapshot before. */
