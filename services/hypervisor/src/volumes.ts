@@ -142,6 +142,11 @@ export class Volumes {
   /** Writes whose plan changed metadata and whose device work is not done: a save waits for 0. */
   private allocInflight = 0;
   private saveWaiters: Array<() => void> = [];
+  /** Saves started, and the newest one renamed into place (an older one finishing later is dropped). */
+  private saveGen = 0;
+  private placedGen = 0;
+  private savesInFlight = 0;
+  private lastSave: Promise<void> = Promise.resolve();
   private saveTimer: NodeJS.Timeout | undefined;
 
   private constructor(
@@ -168,6 +173,10 @@ export class Volumes {
     fs.mkdirSync(deps.dataDir, { recursive: true });
     const disks = deps.profile.disks.map((x) => ({ id: x.id, capacityBytes: Math.floor(x.capacityGiB * GiB) }));
     const last = disks[disks.length - 1]!;
+    // Temporary documents a crash left before their rename: never in place, so never valid.
+    for (const f of fs.readdirSync(deps.dataDir)) {
+      if (f.startsWith('storage.json.tmp')) fs.rmSync(path.join(deps.dataDir, f), { force: true });
+    }
     let model: StorageModel;
     const fresh = !fs.existsSync(file);
     if (!fresh) {
@@ -223,7 +232,7 @@ export class Volumes {
     // Allocation since the last save is lost by a hypervisor crash unless a flush saved it;
     // a periodic save bounds that to a second.
     this.saveTimer = setInterval(() => {
-      if (this.dirty) void this.save();
+      if (this.dirty) this.save().catch(() => undefined);
     }, 1000);
     this.saveTimer.unref();
   }
@@ -478,7 +487,7 @@ export class Volumes {
     s.io.bytesWritten += io.data.length;
     const prep = plan.ops.filter((o) => o.op !== 'write');
     const writes = plan.ops.filter((o): o is Extract<PhysOp, { op: 'write' }> => o.op === 'write');
-    const changed = prep.length > 0 || plan.allocatedBytes > 0;
+    const changed = plan.changed;
     if (!changed && writes.length === 1 && req.replyTo) {
       const w = writes[0]!;
       this.d.devices.diskScheduler(w.disk).submit(
@@ -567,7 +576,7 @@ export class Volumes {
     // Every layer of a volume is in its pool: a one-disk pool needs no walk over the chunks.
     const pool = this.model.pool(this.model.volume(req.volume).pool);
     const disks = pool.disks.length === 1 ? [pool.disks[0]!.id] : this.model.disksOf(req.volume);
-    if (disks.length === 1 && !this.dirty && req.replyTo) {
+    if (disks.length === 1 && !this.dirty && this.savesInFlight === 0 && req.replyTo) {
       const disk = disks[0]!;
       this.d.devices.diskScheduler(disk).submit(req.flow, this.d.devices.diskCost(disk, 0), {
         subject: this.d.devices.subjects.disk.get(disk)!,
@@ -587,7 +596,14 @@ export class Volumes {
           this.reply(req, errorReply(bad.code, bad.message));
           return finish(false);
         }
-        if (this.dirty) await this.save();
+        try {
+          // A save already under way covers earlier allocations too: it must be in place.
+          if (this.dirty) await this.save();
+          else if (this.savesInFlight > 0) await this.lastSave;
+        } catch (e) {
+          this.reply(req, errorReply(ErrorCode.IO, `metadata save failed: ${(e as Error).message}`));
+          return finish(false);
+        }
         this.reply(req, { ok: true, ...this.timing(results, started) });
         finish(true);
       },
@@ -678,25 +694,72 @@ export class Volumes {
 
   /** Saves once no allocating write is in flight (the document must cover only completed plans). */
   save(): Promise<void> {
-    if (this.allocInflight === 0) {
-      this.saveNowSync();
-      return Promise.resolve();
-    }
-    return new Promise<void>((resolve) => {
+    if (this.allocInflight === 0) return this.writeAsync();
+    return new Promise<void>((resolve, reject) => {
       this.saveWaiters.push(() => {
-        if (this.dirty) this.saveNowSync();
-        resolve();
+        // Serialized now, before any new plan: the document covers completed plans only.
+        const written = this.dirty ? this.writeAsync() : Promise.resolve();
         this.wakeAll();
+        written.then(resolve, reject);
       });
     });
   }
 
+  private document(): string {
+    return JSON.stringify({ version: 1, storage: serializeStorage(this.model) });
+  }
+
+  /**
+   * The save of a flush or of the periodic timer: the document is taken now, written and
+   * fsynced off the event loop (guests' I/O goes on meanwhile), then renamed into place
+   * unless a newer document got there first.
+   */
+  private writeAsync(): Promise<void> {
+    this.savesInFlight++;
+    this.lastSave = this.writeDocument().finally(() => this.savesInFlight--);
+    // Whoever waits for it hears a failure; nobody waiting must not make it unhandled.
+    this.lastSave.catch(() => undefined);
+    return this.lastSave;
+  }
+
+  private async writeDocument(): Promise<void> {
+    const gen = ++this.saveGen;
+    const body = this.document();
+    this.dirty = false;
+    const tmp = `${this.file}.tmp${gen}`;
+    try {
+      const fh = await fs.promises.open(tmp, 'w');
+      try {
+        await fh.writeFile(body);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      if (gen < this.placedGen) {
+        await fs.promises.rm(tmp, { force: true });
+        return;
+      }
+      this.d.crashPoint('save:before-rename');
+      fs.renameSync(tmp, this.file);
+      this.placedGen = gen;
+      const dir = await fs.promises.open(path.dirname(this.file), 'r');
+      try {
+        await dir.sync();
+      } finally {
+        await dir.close();
+      }
+    } catch (e) {
+      this.dirty = true;
+      this.d.logger.error({ err: (e as Error).message }, 'storage: could not save the metadata');
+      throw e;
+    }
+  }
+
+  /** The save of a metadata operation (snapshot, delete, …): durable before anything else runs. */
   private saveNowSync(): void {
-    const body = JSON.stringify({
-      version: 1,
-      storage: serializeStorage(this.model),
-    });
-    const tmp = `${this.file}.tmp`;
+    const gen = ++this.saveGen;
+    const body = this.document();
+    const tmp = `${this.file}.tmp${gen}`;
     const fd = fs.openSync(tmp, 'w');
     try {
       fs.writeFileSync(fd, body);
@@ -706,6 +769,7 @@ export class Volumes {
     }
     this.d.crashPoint('save:before-rename');
     fs.renameSync(tmp, this.file);
+    this.placedGen = gen;
     const dir = fs.openSync(path.dirname(this.file), 'r');
     try {
       fs.fsyncSync(dir);

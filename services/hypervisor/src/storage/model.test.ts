@@ -47,6 +47,19 @@ describe('pools', () => {
 });
 
 describe('thin and thick volumes', () => {
+  it("says when a plan changed the metadata: an allocation, or a thick chunk's first write even without fill", () => {
+    const { m } = setup(8);
+    m.createVolume({ id: 'k', pool: 'p', sizeBytes: 2 * CB, provisioning: 'thick' });
+    const whole = m.planWrite('k', 0, CB);
+    // A whole-chunk write needs no zero fill, but the chunk stops reading as zeros.
+    expect(whole).toMatchObject({ ok: true, allocatedBytes: 0, changed: true });
+    expect(whole.ok && whole.ops.map((o) => o.op)).toEqual(['write']);
+    expect(m.planWrite('k', 10, 10)).toMatchObject({ ok: true, changed: false });
+    m.createVolume({ id: 't', pool: 'p', sizeBytes: 2 * CB, provisioning: 'thin' });
+    expect(m.planWrite('t', 0, 10)).toMatchObject({ ok: true, allocatedBytes: CB, changed: true });
+    expect(m.planWrite('t', 20, 10)).toMatchObject({ ok: true, allocatedBytes: 0, changed: false });
+  });
+
   it('thin: reads of unwritten chunks are zeros and allocate nothing; a write allocates one chunk', () => {
     const { m, write, read } = setup(8);
     m.createVolume({ id: 'v', pool: 'p', sizeBytes: 4 * CB, provisioning: 'thin' });

@@ -93,7 +93,11 @@ export type ReadSegment =
   { kind: 'data'; disk: string; offset: number; length: number } | { kind: 'zero'; length: number; disk?: string };
 
 export type WritePlan =
-  | { ok: true; ops: PhysOp[]; allocatedBytes: number }
+  /**
+   * `changed`: the plan changed the metadata (a chunk allocated, or a thick chunk's first
+   * write, after which it no longer reads as zeros): it must be saved before a flush answers.
+   */
+  | { ok: true; ops: PhysOp[]; allocatedBytes: number; changed: boolean }
   /** Nothing changed: the adapter pauses the VM (IOError) and retries the same write later. */
   | { ok: false; reason: 'pool-full'; pool: string; volume: string; needBytes: number; freeBytes: number };
 
@@ -374,6 +378,7 @@ export class StorageModel {
     const prep: PhysOp[] = [];
     const writes: PhysOp[] = [];
     let k = 0;
+    let changed = need > 0;
     for (let c = first; c <= last; c++) {
       const cStart = c * cb;
       const cLen = Math.min(cb, v.sizeBytes - cStart);
@@ -390,6 +395,7 @@ export class StorageModel {
         fill(prep, undefined, own, 0, ws, cb);
         fill(prep, undefined, own, we, cLen, cb);
         own.fresh = false;
+        changed = true;
       }
       const w = { op: 'write' as const, disk: own.disk, offset: own.index * cb + ws, length: we - ws };
       const prev = writes.at(-1);
@@ -398,7 +404,7 @@ export class StorageModel {
         prev.length += w.length;
       } else writes.push({ ...w, dataOffset });
     }
-    return { ok: true, ops: [...prep, ...writes], allocatedBytes: need * cb };
+    return { ok: true, ops: [...prep, ...writes], allocatedBytes: need * cb, changed };
   }
 
   /**
