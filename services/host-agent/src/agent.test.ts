@@ -172,6 +172,16 @@ describe('host-agent zero, zeros-read and copy', () => {
     );
   });
 
+  it('zero fill costs a flash drive one small command (Write Zeroes) and a spinning disk the whole write', async () => {
+    const { run, a } = await agentWithDisks();
+    const diskBytes = (id: string) => a.utilization().devices.find((d) => d.device === id)!.bytes;
+    const before = { sda: diskBytes('disk.sda'), sdb: diskBytes('disk.sdb') };
+    await run('sda', { op: 'zero', offset: 0, length: 1024 * 1024 });
+    await run('sdb', { op: 'zero', offset: 0, length: 1024 * 1024 });
+    expect(diskBytes('disk.sda') - before.sda).toBe(4096); // ssd
+    expect(diskBytes('disk.sdb') - before.sdb).toBe(1024 * 1024); // hdd
+  });
+
   it('copy moves the current bytes to another disk and within one disk', async () => {
     const { run, stores, a } = await agentWithDisks();
     const data = pattern(3 * 4096 + 17, 3);

@@ -27,6 +27,7 @@ import {
   toVmsimError,
   LagMonitor,
   EmptyRequest,
+  zeroFillCostBytes,
 } from '@vmsim/shared';
 import type { BlockStore } from './devices/block-store.ts';
 import type { DiskOpKind } from './devices/disk-timing.ts';
@@ -212,6 +213,10 @@ export class HostAgent {
   }
 
   /** Tells the hypervisor a device slot is free; the reply to the requester has gone already. */
+  private diskKind(diskId: string): 'ssd' | 'nvme' | 'hdd' {
+    return this.d.hardware.profile.disks.find((x) => x.id === diskId)?.kind ?? 'hdd';
+  }
+
   private done(item: HwDoneItem): void {
     this.pendingDone.push(item);
     if (this.pendingDone.length === 1) {
@@ -276,7 +281,7 @@ export class HostAgent {
           break;
         case 'zero':
           store.zero(op.offset, op.length);
-          bytes = op.length;
+          bytes = zeroFillCostBytes(this.diskKind(diskId), op.length);
           kind = 'write';
           break;
         case 'copy': {

@@ -23,6 +23,7 @@ import {
   VmsimError,
   anyStorageIoSubject,
   emptyDiskIo,
+  zeroFillCostBytes,
   decode,
   encode,
   errorReply,
@@ -538,7 +539,15 @@ export class Volumes {
       }
       const z = o as Extract<PhysOp, { op: 'zero' }>;
       s.io.zeroedBytes += z.length;
-      return this.piece(req.flow, z.disk, 'disk.write', { op: 'zero', offset: z.offset, length: z.length }, z.length);
+      // Charged as the device will time it (a flash drive's Write Zeroes is one small command).
+      const kind = this.d.profile.disks.find((x) => x.id === z.disk)?.kind ?? 'hdd';
+      return this.piece(
+        req.flow,
+        z.disk,
+        'disk.write',
+        { op: 'zero', offset: z.offset, length: z.length },
+        zeroFillCostBytes(kind, z.length),
+      );
     });
     void Promise.all(prepParts)
       .then(async (prepResults) => {

@@ -122,6 +122,15 @@ export const CpuSpec = z.object({
   coresPerSocket: z.number().int().min(1),
   mhz: z.number().positive(),
 });
+/**
+ * Device time of zeroing `length` bytes: a flash drive takes a Write Zeroes command (NVMe,
+ * SCSI WRITE SAME with unmap) as one small operation that deallocates the blocks; a spinning
+ * disk writes the zeros.
+ */
+export function zeroFillCostBytes(kind: 'ssd' | 'nvme' | 'hdd', length: number): number {
+  return kind === 'hdd' ? length : Math.min(length, 4096);
+}
+
 export const DiskSpec = z.object({
   id: z.string(),
   model: z.string(),
