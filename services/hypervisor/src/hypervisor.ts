@@ -171,10 +171,7 @@ export class Hypervisor {
       stress: (name, kind, durationMs) => void this.stressVm({ name, kind, durationMs }),
       unstress: (name) => void this.unstressVm(name),
       powerOff: (rec, cmd, reason) => this.powerOff(rec, cmd, reason),
-      pause: (rec, reason) => {
-        rec.proc?.kill('SIGSTOP');
-        this.transition(rec, 'pause', reason);
-      },
+      pause: (rec, reason) => this.freeze(rec, reason),
     });
     this.store = new DefinitionStore(deps.config.dataDir);
     this.hostWork = new HostWork({ ...OVERHEADS[deps.config.type], reservedMiB: deps.config.reservedMiB });
@@ -961,19 +958,14 @@ export class Hypervisor {
   pauseVm(name: string): VmInfo {
     const rec = this.get(name);
     nextState(name, rec.state, 'pause');
-    rec.proc?.kill('SIGSTOP');
-    this.transition(rec, 'pause', 'pause requested');
+    this.freeze(rec, 'pause requested');
     return this.info(rec);
   }
 
   resumeVm(name: string): VmInfo {
     const rec = this.get(name);
     nextState(name, rec.state, 'resume');
-    rec.proc?.kill('SIGCONT');
-    // Heartbeats stopped while it was frozen; give it a fresh interval before the watchdog looks.
-    rec.lastHeartbeatWallMs = Date.now();
-    rec.chaos.watchdogFired = false;
-    this.transition(rec, 'resume', 'resume requested');
+    this.thaw(rec, 'resume requested');
     if (rec.chaos.fault?.kind === 'pause') this.chaos.clear(rec, 'the VM was resumed');
     return this.info(rec);
   }
@@ -1470,19 +1462,27 @@ export class Hypervisor {
     const rec = this.vms.get(vm);
     if (!rec) return;
     this.chaosEvent(rec, 'io-error', reason);
-    if (rec.state !== 'running') return;
-    rec.proc?.kill('SIGSTOP');
-    this.transition(rec, 'pause', reason);
+    if (rec.state === 'running') this.freeze(rec, reason);
   }
 
   private onDiskUnstalled(vm: string, reason: string): void {
     const rec = this.vms.get(vm);
     if (!rec || rec.state !== 'paused' || !rec.reason.startsWith('I/O error')) return;
+    this.thaw(rec, `resumed: ${reason}`);
+  }
+
+  /** Pauses a VM: its guest process is stopped (its vCPUs no longer run). */
+  private freeze(rec: VmRecord, reason: string): void {
+    rec.proc?.kill('SIGSTOP');
+    this.transition(rec, 'pause', reason);
+  }
+
+  private thaw(rec: VmRecord, reason: string): void {
     rec.proc?.kill('SIGCONT');
     // Heartbeats stopped while it was frozen; give it a fresh interval before the watchdog looks.
     rec.lastHeartbeatWallMs = Date.now();
     rec.chaos.watchdogFired = false;
-    this.transition(rec, 'resume', `resumed: ${reason}`);
+    this.transition(rec, 'resume', reason);
   }
 
   private serveApi(): void {

@@ -105,12 +105,7 @@ export class BlockStore {
    */
   write(offset: number, data: Uint8Array, adopt = false): void {
     this.check(offset, data.length);
-    let done = 0;
-    while (done < data.length) {
-      const pos = offset + done;
-      const index = Math.floor(pos / BLOCK);
-      const within = pos - index * BLOCK;
-      const n = Math.min(BLOCK - within, data.length - done);
+    forEachBlock(offset, data.length, (index, within, n, done) => {
       let block: Buffer;
       if (n === BLOCK && adopt) {
         block = Buffer.from(data.buffer, data.byteOffset + done, BLOCK);
@@ -119,23 +114,15 @@ export class BlockStore {
         block.set(data.subarray(done, done + n), within);
       }
       this.put(index, block);
-      done += n;
-    }
+    });
   }
 
   /** Writes `length` zero bytes; whole blocks all share one zero block, so a large fill allocates nothing per block. */
   zero(offset: number, length: number): void {
     this.check(offset, length);
-    let done = 0;
-    while (done < length) {
-      const pos = offset + done;
-      const index = Math.floor(pos / BLOCK);
-      const within = pos - index * BLOCK;
-      const n = Math.min(BLOCK - within, length - done);
-      const block = n === BLOCK ? ZERO_BLOCK : Buffer.from(this.readBlock(index)).fill(0, within, within + n);
-      this.put(index, block);
-      done += n;
-    }
+    forEachBlock(offset, length, (index, within, n) => {
+      this.put(index, n === BLOCK ? ZERO_BLOCK : Buffer.from(this.readBlock(index)).fill(0, within, within + n));
+    });
   }
 
   /** Caches a new version of one block, or writes it through when the cache is full. */
@@ -189,5 +176,21 @@ export class BlockStore {
     if (this.fd < 0) return;
     fs.closeSync(this.fd);
     this.fd = -1;
+  }
+}
+
+/** Walks a byte range block by block: the block, where in it the range starts, how many bytes, and how many came before. */
+function forEachBlock(
+  offset: number,
+  length: number,
+  fn: (index: number, within: number, n: number, done: number) => void,
+): void {
+  for (let done = 0; done < length;) {
+    const pos = offset + done;
+    const index = Math.floor(pos / BLOCK);
+    const within = pos - index * BLOCK;
+    const n = Math.min(BLOCK - within, length - done);
+    fn(index, within, n, done);
+    done += n;
   }
 }
